@@ -1,0 +1,51 @@
+# svctl: `make run` supervises JupyterHub on https://[::1]:9443; `make test` installs and runs the suite.
+VENV ?= .venv
+PY = $(VENV)/bin/python
+PIP = $(VENV)/bin/pip
+PYTHON3 ?= python3
+PYTEST_ARGS ?=
+
+.PHONY: venv test test-unit test-floor lint run clean
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make run    supervise JupyterHub on https://[::1]:9443 (installs everything into .venv)"
+	@echo "make test   install and run the whole test suite"
+	@echo "make lint   static checks"
+	@echo "make bench  benchmarks against supervisord and start-stop-daemon"
+	@echo "make deb    build the Debian package"
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON3) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: venv
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-unit: venv
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+# The suite against Debian 12's own library versions (the floors in setup.cfg).
+test-floor:
+	$(PYTHON3) -m venv .venv-floor
+	.venv-floor/bin/pip install -q --upgrade pip
+	.venv-floor/bin/pip install -q -c constraints-floor.txt psutil python-daemon lockfile watchdog structlog \
+		'pytest>=7' 'hypothesis>=6' 'cryptography>=38'
+	.venv-floor/bin/pip install -q --no-deps -e .
+	.venv-floor/bin/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+lint: venv
+	$(PIP) install -q ruff
+	$(VENV)/bin/ruff check --select E,F,W,B,UP --ignore E501,UP007 supervisor tests benchmarks
+	$(PY) -m compileall -q supervisor
+
+run: run-hub
+
+clean:
+	rm -rf build .run .venv-floor
+
+-include mk/*.mk

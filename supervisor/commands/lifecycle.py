@@ -1,0 +1,270 @@
+"""The LSB verbs that change things: start, stop, restart, try-restart, reload, force-reload, plus
+``run`` (foreground) and ``reopen-logs``. Exit codes as in design.md; every message one line.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+import time
+
+from supervisor import config as configuration
+from supervisor.config import ServiceConfig
+from supervisor.errors import Exit, SvctlError
+from supervisor.observe import Observation, observe
+from supervisor.unix import control, rundir
+from supervisor.unix.pidfile import AlreadyLocked, PidfileLock, read_pidfile
+
+
+def load(context, args: list[str], verb: str) -> tuple[ServiceConfig, list[str]]:
+    if not args or args[0].startswith("-"):
+        raise SvctlError(f"usage: svctl {verb} NAME", Exit.BAD_ARGS)
+    return configuration.load(args[0], context.config_dir), args[1:]
+
+
+def require_privilege(config: ServiceConfig, run_dir: str, verb: str) -> None:
+    """Root, or the owner of a private setup (run dir and PID file directory are the caller's)."""
+    if os.geteuid() == 0:
+        return
+    for directory in (run_dir, os.path.dirname(config.pidfile)):
+        try:
+            owner = os.stat(directory).st_uid
+        except FileNotFoundError:
+            owner = os.stat(os.path.dirname(directory.rstrip("/")) or "/").st_uid
+        if owner != os.geteuid():
+            raise SvctlError(f"{verb} {config.name}: must be run as root ({directory} belongs to uid {owner})",
+                             Exit.NOT_ROOT)
+
+
+def say(config: ServiceConfig, message: str) -> None:
+    print(f"{config.name}: {message}")
+
+
+# ---- start ------------------------------------------------------------------------------------
+
+
+def start(context, args: list[str]) -> int:
+    config, _ = load(context, args, "start")
+    require_privilege(config, context.run_dir, "start")
+    configuration.ensure_paths_exist(config)
+    return start_service(config, context.run_dir)
+
+
+def start_service(config: ServiceConfig, run_dir: str) -> int:
+    rundir.ensure(run_dir, config.name)
+    deadline = time.monotonic() + (config.ready_timeout if config.ready else config.start_seconds) + 15
+    while True:
+        try:
+            lock = PidfileLock.acquire(config.pidfile)
+            break
+        except AlreadyLocked:
+            obs = observe(config, run_dir)
+            if obs.supervised:  # another supervisor runs (or is starting): ask it, don't start a second
+                return ask(config, obs, "start", timeout=deadline - time.monotonic())
+            if time.monotonic() > deadline:
+                raise SvctlError(f"the PID file {config.pidfile} is locked by a process that is not an svctl "
+                                 "supervisor; refusing to start a second instance") from None
+            time.sleep(0.02)  # a launcher is between lock and state file: wait for it to appear
+    obs = observe(config, run_dir)
+    adopt = None
+    if obs.orphaned:
+        adopt = (obs.service.pid, (obs.state or {}).get("pgid") or obs.service.pid)
+    from supervisor.launch import launch
+
+    code, message = launch(config, run_dir, lock, adopt)
+    if code == Exit.OK:
+        say(config, message)
+        return code
+    return report_start_failure(config, message)
+
+
+def report_start_failure(config: ServiceConfig, message: str) -> int:
+    from supervisor.unix.logcapture import tail
+
+    code = Exit.FAILED
+    if config.check:  # a config error is the usual cause: say so, with the LSB code for it
+        from supervisor.unix.checkjob import summarize
+        from supervisor.unix.validate import run_check
+
+        result = run_check(config)
+        if not result.ok:
+            message, code = f"{message}; config invalid: {result.summary}", Exit.NOT_CONFIGURED
+    print(f"svctl: {config.name}: {message}", file=sys.stderr)
+    lines = tail(config.log_file, 10)
+    if lines:
+        print(f"last output ({config.log_file}):", file=sys.stderr)
+        for line in lines:
+            print(f"  {line}", file=sys.stderr)
+    return code
+
+
+# ---- talking to a running supervisor ----------------------------------------------------------
+
+
+def ask(config: ServiceConfig, obs: Observation, command: str, timeout: float | None) -> int:
+    """Send a control request to the verified supervisor; print and return its answer."""
+    path = os.path.join(obs.directory, rundir.SOCKET)
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            code, message = control.request(path, command, obs.supervisor.pid, timeout)
+            break
+        except (FileNotFoundError, ConnectionRefusedError):
+            if time.monotonic() > deadline:
+                raise SvctlError(f"cannot reach the supervisor (pid {obs.supervisor.pid}) at {path}") from None
+            time.sleep(0.02)  # the supervisor is still setting up its socket
+        except (OSError, ValueError) as exc:
+            raise SvctlError(f"no answer from the supervisor (pid {obs.supervisor.pid}): {exc}") from None
+    if code == Exit.OK:
+        say(config, message)
+    else:
+        print(f"svctl: {config.name}: {message}", file=sys.stderr)
+    return code
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Wait for a process to exit (pidfd: woken by the kernel, no polling)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([pidfd], [], [], timeout)[0])
+    finally:
+        os.close(pidfd)
+
+
+# ---- stop -------------------------------------------------------------------------------------
+
+
+def stop(context, args: list[str]) -> int:
+    config, _ = load(context, args, "stop")
+    require_privilege(config, context.run_dir, "stop")
+    return stop_service(config, context.run_dir)
+
+
+def stop_service(config: ServiceConfig, run_dir: str) -> int:
+    obs = observe(config, run_dir)
+    total = config.stop.total_seconds
+    if obs.supervised:
+        code = ask(config, obs, "stop", timeout=None if total is None else total * 2 + 30)
+        if code == Exit.OK and not wait_gone(obs.supervisor.pid, 10):
+            print(f"svctl: {config.name}: the supervisor (pid {obs.supervisor.pid}) did not exit", file=sys.stderr)
+            return Exit.FAILED
+        return code
+    if obs.orphaned:  # its supervisor was killed: adopt it here, run the stop schedule, done
+        try:
+            lock = PidfileLock.acquire(config.pidfile)
+        except AlreadyLocked:
+            raise SvctlError(f"the PID file {config.pidfile} is locked by an unknown process") from None
+        lock.write(os.getpid())
+        from supervisor.launch import supervise
+
+        pgid = (obs.state or {}).get("pgid") or obs.service.pid
+        code = supervise(config, run_dir, lock, launcher_fd=None, adopt=(obs.service.pid, pgid),
+                         console=False, stop_at_once=True)
+        say(config, "stopped" if code == 0 else "stop failed")
+        return Exit.OK if code == 0 else Exit.FAILED
+    remove_stale_pidfile(config)
+    say(config, "not running")
+    return Exit.OK
+
+
+def remove_stale_pidfile(config: ServiceConfig) -> None:
+    """Nothing of ours runs: a leftover PID file (dead, reused, garbage) only misleads; remove it."""
+    if read_pidfile(config.pidfile).kind == "missing":
+        return
+    try:
+        lock = PidfileLock.acquire(config.pidfile)
+    except AlreadyLocked:
+        return  # somebody holds it: not ours to remove
+    except SvctlError:  # an insecure file: we never trust it, but removing it is safe
+        try:
+            os.unlink(config.pidfile)
+        except OSError:
+            pass
+        return
+    lock.remove()
+
+
+# ---- restart, reload and friends ---------------------------------------------------------------
+
+
+def is_running(obs: Observation) -> bool:
+    return obs.supervised or obs.orphaned
+
+
+def restart(context, args: list[str]) -> int:
+    config, _ = load(context, args, "restart")
+    require_privilege(config, context.run_dir, "restart")
+    configuration.ensure_paths_exist(config)
+    code = stop_service(config, context.run_dir)
+    if code != Exit.OK:
+        return code  # never start a second copy next to one that refused to stop
+    return start_service(config, context.run_dir)
+
+
+def try_restart(context, args: list[str]) -> int:
+    config, _ = load(context, args, "try-restart")
+    require_privilege(config, context.run_dir, "try-restart")
+    if not is_running(observe(config, context.run_dir)):
+        say(config, "not running; nothing to restart")
+        return Exit.OK
+    return restart(context, args)
+
+
+def reload(context, args: list[str]) -> int:
+    config, _ = load(context, args, "reload")
+    require_privilege(config, context.run_dir, "reload")
+    configuration.ensure_paths_exist(config)
+    obs = observe(config, context.run_dir)
+    if not obs.supervised:
+        detail = "its supervisor is gone; `svctl start` re-adopts it first" if obs.orphaned else "not running"
+        print(f"svctl: {config.name}: cannot reload: {detail}", file=sys.stderr)
+        return Exit.NOT_RUNNING
+    timeout = config.check_timeout + config.ready_timeout + (config.stop.total_seconds or 3600) + 30
+    return ask(config, obs, "reload", timeout=timeout)
+
+
+def force_reload(context, args: list[str]) -> int:
+    config, _ = load(context, args, "force-reload")
+    require_privilege(config, context.run_dir, "force-reload")
+    if is_running(observe(config, context.run_dir)):
+        return reload(context, args)
+    configuration.ensure_paths_exist(config)
+    return start_service(config, context.run_dir)
+
+
+def reopen_logs(context, args: list[str]) -> int:
+    config, _ = load(context, args, "reopen-logs")
+    require_privilege(config, context.run_dir, "reopen-logs")
+    obs = observe(config, context.run_dir)
+    if not obs.supervised:
+        print(f"svctl: {config.name}: not running", file=sys.stderr)
+        return Exit.NOT_RUNNING
+    return ask(config, obs, "reopen-logs", timeout=10)
+
+
+# ---- run (foreground) -------------------------------------------------------------------------
+
+
+def run(context, args: list[str]) -> int:
+    """Supervise in the foreground: systemd Type=notify, containers, `make run`, debugging."""
+    config, _ = load(context, args, "run")
+    require_privilege(config, context.run_dir, "run")
+    configuration.ensure_paths_exist(config)
+    rundir.ensure(context.run_dir, config.name)
+    try:
+        lock = PidfileLock.acquire(config.pidfile)
+    except AlreadyLocked:
+        raise SvctlError(f"{config.name} is already supervised (PID file {config.pidfile} is locked)") from None
+    obs = observe(config, context.run_dir)
+    adopt = (obs.service.pid, (obs.state or {}).get("pgid") or obs.service.pid) if obs.orphaned else None
+    lock.write(os.getpid())
+    from supervisor.launch import supervise
+
+    code = supervise(config, context.run_dir, lock, launcher_fd=None, adopt=adopt, console=sys.stderr.isatty())
+    if code != Exit.OK:
+        return report_start_failure(config, "stopped after a failure (see above)")
+    return code

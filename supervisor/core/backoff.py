@@ -1,0 +1,62 @@
+"""When to restart a service that exited on its own (pure; times are monotonic seconds).
+
+A run that lasted at least ``min_uptime`` was healthy: it resets the streak and restarts at once.
+Quick failures back off exponentially (``initial * 2**(n-1)``, capped at ``maximum``). After
+``give_up_after`` quick failures within ``window`` seconds the service is given up, and tried
+again after ``cooldown``, so a host that recovers (a disk remounted, a port freed) gets its service
+back without an operator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class BackoffPolicy:
+    min_uptime: float = 1.0
+    initial: float = 0.1
+    maximum: float = 30.0
+    give_up_after: int = 5
+    window: float = 60.0
+    cooldown: float = 300.0
+
+
+@dataclass(frozen=True)
+class RestartAt:
+    at: float
+    delay: float
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    reason: str
+    retry_at: float
+
+
+@dataclass
+class FailureHistory:
+    """The quick failures that count towards giving up (monotonic times)."""
+
+    times: list[float] = field(default_factory=list)
+    streak: int = 0
+
+    def reset(self) -> None:
+        self.times.clear()
+        self.streak = 0
+
+
+def decide(policy: BackoffPolicy, history: FailureHistory, started: float, now: float) -> RestartAt | GiveUp:
+    """Record an exit at ``now`` of a run that began at ``started`` and say what to do next."""
+    if now - started >= policy.min_uptime:
+        history.reset()
+        return RestartAt(now, 0.0)
+    history.streak += 1
+    history.times.append(now)
+    history.times[:] = [t for t in history.times if now - t < policy.window]
+    if policy.give_up_after and len(history.times) >= policy.give_up_after:
+        reason = f"{len(history.times)} quick failures within {policy.window:g}s"
+        history.reset()
+        return GiveUp(reason, now + policy.cooldown)
+    delay = min(policy.initial * 2 ** (history.streak - 1), policy.maximum)
+    return RestartAt(now + delay, delay)

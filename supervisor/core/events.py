@@ -1,0 +1,160 @@
+"""What the runtime tells the machine (events) and what the machine asks of it (effects).
+
+Plain frozen dataclasses: easy to build in tests, to compare, and to log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# ---- events ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Start:
+    token: Any = None  # who to answer (a control connection, the launcher's pipe); None: nobody
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """The service from an earlier supervisor is still alive (identity already verified)."""
+
+    pid: int
+    token: Any = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    token: Any = None
+
+
+@dataclass(frozen=True)
+class Reload:
+    token: Any = None
+    source: str = "signal"  # signal | cli | watch
+
+
+@dataclass(frozen=True)
+class Spawned:
+    pid: int
+
+
+@dataclass(frozen=True)
+class SpawnFailed:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Exited:
+    pid: int
+    reason: str  # "exit status 1", "killed by SIGKILL"
+    clean: bool  # exit status 0
+    group_alive: bool = False  # other members of the service's process group remain
+
+
+@dataclass(frozen=True)
+class GroupGone:
+    pass
+
+
+@dataclass(frozen=True)
+class Ready:
+    pass
+
+
+@dataclass(frozen=True)
+class Timer:
+    name: str
+
+
+@dataclass(frozen=True)
+class CheckDone:
+    ok: bool
+    summary: str
+
+
+Event = Start | Adopt | Stop | Reload | Spawned | SpawnFailed | Exited | GroupGone | Ready | Timer | CheckDone
+
+# ---- effects --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spawn:
+    attempt: str  # initial | restart | reload | rollback | retry
+
+
+@dataclass(frozen=True)
+class Signal:
+    signal: int
+    group: bool = False  # False: the main process; True: its whole process group
+
+
+@dataclass(frozen=True)
+class ArmTimer:
+    name: str
+    at: float
+
+
+@dataclass(frozen=True)
+class CancelTimer:
+    name: str
+
+
+@dataclass(frozen=True)
+class StartProbe:
+    pass
+
+
+@dataclass(frozen=True)
+class StopProbe:
+    pass
+
+
+@dataclass(frozen=True)
+class RunCheck:
+    pass
+
+
+@dataclass(frozen=True)
+class AwaitGroup:
+    """Report GroupGone once the service's process group is empty (maybe at once)."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    token: Any
+    code: int
+    message: str
+
+
+@dataclass(frozen=True)
+class Notify:
+    """An sd_notify message (READY=1, RELOADING=1, STOPPING=1)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Log:
+    event: str
+    fields: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SaveGood:
+    """The watched files now in place are known good: snapshot them."""
+
+
+@dataclass(frozen=True)
+class RestoreGood:
+    """Put the last known good watched files back."""
+
+
+@dataclass(frozen=True)
+class ExitSupervisor:
+    code: int
+
+
+Effect = (Spawn | Signal | ArmTimer | CancelTimer | StartProbe | StopProbe | RunCheck | AwaitGroup | Reply
+          | Notify | Log | SaveGood | RestoreGood | ExitSupervisor)

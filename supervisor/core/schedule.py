@@ -1,0 +1,117 @@
+"""Stop schedules in start-stop-daemon ``--retry`` syntax, parsed and formatted (pure).
+
+Grammar (dpkg's start-stop-daemon, spec/lsb-semantics.md §1.4):
+  ``30``               a bare timeout: TERM, wait 30 s, KILL, wait 30 s
+  ``TERM/30/KILL/5``   items separated by ``/``; an item is a timeout (it starts with a digit),
+                       a signal (``TERM``, ``-TERM``, ``-15``) or ``forever``
+  ``forever``          at most once and not last: the items after it repeat until the process is gone
+svctl extensions: timeouts may have a fractional part (``TERM/0.5/KILL/1``, handy in tests), and a
+schedule must end with a timeout, so that every stop has an observed outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from supervisor.core.signals import parse_signal, signal_name
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send this signal to what is left of the service."""
+
+    signal: int
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Wait up to this many seconds for the service to be gone."""
+
+    seconds: float
+
+
+Step = Send | Wait
+
+
+@dataclass(frozen=True)
+class Schedule:
+    steps: tuple[Step, ...]
+    repeat_from: int | None = None  # index of the first step after ``forever``
+
+    def step_after(self, index: int) -> int | None:
+        """Index of the step that follows ``index``, or None when the schedule is exhausted."""
+        if index + 1 < len(self.steps):
+            return index + 1
+        return self.repeat_from
+
+    @property
+    def total_seconds(self) -> float | None:
+        """Longest time the schedule can take (None for ``forever``)."""
+        if self.repeat_from is not None:
+            return None
+        return sum(step.seconds for step in self.steps if isinstance(step, Wait))
+
+
+class ScheduleError(ValueError):
+    pass
+
+
+def _parse_timeout(item: str) -> float:
+    try:
+        seconds = float(item)
+    except ValueError:
+        raise ScheduleError(f"{item!r} is not a timeout in seconds") from None
+    if seconds < 0 or seconds != seconds or seconds == float("inf"):
+        raise ScheduleError(f"{item!r} is not a timeout in seconds")
+    return seconds
+
+
+def parse_schedule(text: str) -> Schedule:
+    """Parse a ``--retry`` schedule; raises ScheduleError saying what is wrong."""
+    text = text.strip()
+    if not text:
+        raise ScheduleError("the schedule is empty")
+    items = text.split("/")
+    if len(items) == 1:
+        if not items[0][:1].isdigit():
+            raise ScheduleError(f"a one-item schedule must be a timeout (like 30), not {items[0]!r}")
+        seconds = _parse_timeout(items[0])
+        return Schedule((Send(15), Wait(seconds), Send(9), Wait(seconds)))
+    steps: list[Step] = []
+    repeat_from = None
+    for item in items:
+        if item == "forever":
+            if repeat_from is not None:
+                raise ScheduleError("'forever' may appear only once")
+            repeat_from = len(steps)
+        elif item[:1].isdigit():
+            steps.append(Wait(_parse_timeout(item)))
+        elif item:
+            try:
+                steps.append(Send(parse_signal(item)))
+            except ValueError as exc:
+                raise ScheduleError(str(exc)) from None
+        else:
+            raise ScheduleError(f"empty item in {text!r}")
+    if repeat_from is not None and repeat_from >= len(steps):
+        raise ScheduleError("'forever' cannot be the last item")
+    if not isinstance(steps[-1], Wait):
+        raise ScheduleError("the schedule must end with a timeout, so that the stop has an outcome")
+    if not any(isinstance(step, Send) for step in steps):
+        raise ScheduleError("the schedule sends no signal")
+    return Schedule(tuple(steps), repeat_from)
+
+
+def _format_seconds(seconds: float) -> str:
+    return str(int(seconds)) if seconds == int(seconds) else repr(seconds)
+
+
+def format_schedule(schedule: Schedule) -> str:
+    """The canonical text of a schedule: ``parse_schedule(format_schedule(s)) == s``."""
+    items = [
+        signal_name(step.signal) if isinstance(step, Send) else _format_seconds(step.seconds)
+        for step in schedule.steps
+    ]
+    if schedule.repeat_from is not None:
+        items.insert(schedule.repeat_from, "forever")
+    return "/".join(items)

@@ -1,0 +1,97 @@
+"""Turning ``svctl start`` into a detached supervisor whose outcome still reaches the caller.
+
+The launcher holds the PID file lock, forks, and waits on a pipe; the child detaches with
+python-daemon's DaemonContext (double fork, setsid, cwd /, fds closed except the lock and the pipe)
+and becomes the supervisor: it writes its PID through the lock object (DaemonContext's ``pidfile=``
+hook), names itself NAME, and answers on the pipe once the service is running (and ready) or has
+failed. Nothing the daemon does after detaching can otherwise be seen by the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from supervisor.config import ServiceConfig
+from supervisor.core import events as ev
+from supervisor.unix.pidfile import PidfileLock
+
+
+def launch(config: ServiceConfig, run_dir: str, lock: PidfileLock, adopt: tuple[int, int] | None) -> tuple[int, str]:
+    """Start a detached supervisor; returns its answer (code, message)."""
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:
+        os.close(read_fd)
+        code = 1
+        try:
+            code = become_daemon(config, run_dir, lock, write_fd, adopt)
+        except BaseException as exc:  # the caller must hear about *any* failure, then we vanish
+            answer(write_fd, 1, f"supervisor failed: {type(exc).__name__}: {exc}")
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    lock.release()  # our copy: the daemon holds the same open file description
+    data = b""
+    while chunk := os.read(read_fd, 65536):
+        data += chunk
+    os.close(read_fd)
+    os.waitpid(child, 0)
+    try:
+        reply = json.loads(data.splitlines()[0])
+        return int(reply["code"]), str(reply["message"])
+    except (IndexError, ValueError, KeyError):
+        return 1, "the supervisor exited without reporting (see its events file)"
+
+
+def answer(fd: int, code: int, message: str) -> None:
+    try:
+        os.write(fd, (json.dumps({"code": code, "message": message}) + "\n").encode())
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def become_daemon(config: ServiceConfig, run_dir: str, lock: PidfileLock, write_fd: int,
+                  adopt: tuple[int, int] | None) -> int:
+    import daemon
+
+    context = daemon.DaemonContext(
+        detach_process=True, working_directory="/", umask=0o022, prevent_core=False,
+        signal_map={},  # our own handlers, installed by the runtime (the default map kills on SIGTERM)
+        files_preserve=[lock.fd, write_fd], pidfile=lock,
+    )
+    context.open()  # from here on we are the daemon: our PID is in the PID file
+    return supervise(config, run_dir, lock, launcher_fd=write_fd, adopt=adopt, console=False)
+
+
+def supervise(config: ServiceConfig, run_dir: str, lock: PidfileLock, *, launcher_fd: int | None,
+              adopt: tuple[int, int] | None, console: bool, stop_at_once: bool = False) -> int:
+    """Run the supervisor in this process until it exits; removes the PID file at the end."""
+    from supervisor.runtime import Launcher, Runtime
+    from supervisor.unix.proc import set_process_name
+
+    set_process_name(config.name)
+    token = Launcher(launcher_fd) if launcher_fd is not None else None
+    try:
+        runtime = Runtime(config, run_dir, console=console)
+        if adopt is not None:
+            runtime.adopt(*adopt)
+            first: list = [ev.Adopt(adopt[0], token)]
+        else:
+            first = [ev.Start(token)]
+        if stop_at_once:
+            first.append(ev.Stop())
+        code = runtime.run(*first)
+    except Exception as exc:
+        if token is not None:
+            token.answer(1, f"supervisor failed: {exc}")
+        lock.remove()
+        raise
+    if token is not None:
+        token.answer(code, "supervisor exited")
+    lock.remove()
+    return code

@@ -1,0 +1,54 @@
+"""What is really going on with a service, seen from outside its supervisor (used by the CLI).
+
+Combines the PID file (the public, advisory export), the supervisor's state.json in the trusted run
+directory, and /proc. A PID is believed only when its identity (PID, start time, executable, boot)
+matches what the supervisor recorded; nothing here signals anything.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from supervisor.config import ServiceConfig
+from supervisor.unix import rundir
+from supervisor.unix.identity import Identity, verify
+from supervisor.unix.pidfile import PidfileRead, read_pidfile
+
+
+@dataclass(frozen=True)
+class Observation:
+    pidfile: PidfileRead
+    state: dict | None
+    state_problem: str | None
+    supervisor: Identity | None  # verified alive, else None
+    service: Identity | None  # verified alive, else None
+    directory: str
+
+    @property
+    def machine(self) -> dict:
+        return (self.state or {}).get("machine") or {}
+
+    @property
+    def supervised(self) -> bool:
+        return self.supervisor is not None
+
+    @property
+    def orphaned(self) -> bool:
+        """The service outlived its supervisor (kill -9): running, unsupervised, adoptable."""
+        return self.supervisor is None and self.service is not None
+
+
+def observe(config: ServiceConfig, run_dir: str) -> Observation:
+    directory = rundir.service_dir(run_dir, config.name)
+    pidfile = read_pidfile(config.pidfile)
+    state, problem = rundir.read_state(directory)
+    supervisor = service = None
+    if state is not None:
+        recorded = Identity.from_dict(state.get("supervisor"))
+        if verify(recorded) and recorded.pid != os.getpid():
+            supervisor = recorded
+        recorded_service = Identity.from_dict(state.get("service"))
+        if verify(recorded_service):
+            service = recorded_service
+    return Observation(pidfile, state, problem, supervisor, service, directory)

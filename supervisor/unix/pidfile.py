@@ -1,0 +1,170 @@
+"""PID files that can't be fooled: locked while the supervisor lives, written atomically, read warily.
+
+Writing (the supervisor): ``PidfileLock.acquire`` opens the file with O_NOFOLLOW and takes an
+``fcntl.flock`` *before* the process detaches, so "already running" reaches the caller; the kernel
+drops the lock when the holder dies, so a stale file never blocks a start. The PID is written to a
+locked temporary file that is renamed over the path, so readers never see a half-written file and
+the lock moves with it. python-daemon's ``DaemonContext(pidfile=...)`` hook calls ``__enter__``
+(write our PID after the fork) and ``__exit__`` (remove the file).
+
+Reading (everyone else): ``read_pidfile`` refuses symlinks, files not owned by root (or by the
+caller), group/world-writable files, files in directories others can write, and anything but one
+decimal PID > 1. The caller decides what an untrusted file means (``status`` says 4, unknown).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat
+from dataclasses import dataclass
+
+from supervisor.errors import Exit, SvctlError
+
+
+@dataclass(frozen=True)
+class PidfileRead:
+    kind: str  # missing | ok | garbage | insecure | unreadable
+    pid: int | None = None
+    reason: str = ""
+
+
+def trusted_owner(uid: int) -> bool:
+    return uid == 0 or uid == os.geteuid()
+
+
+def insecure_reason(info: os.stat_result, what: str, path: str) -> str | None:
+    """Why a file or directory cannot be trusted to name a process for root, or None."""
+    if not trusted_owner(info.st_uid):
+        return f"{what} {path} is owned by uid {info.st_uid}, not root"
+    if info.st_mode & stat.S_IWOTH:
+        return f"{what} {path} is world-writable"
+    if info.st_mode & stat.S_IWGRP:
+        return f"{what} {path} is group-writable"
+    return None
+
+
+def directory_problem(directory: str) -> str | None:
+    try:
+        info = os.stat(directory)
+    except OSError as exc:
+        return f"cannot stat {directory}: {exc.strerror}"
+    return insecure_reason(info, "directory", directory)
+
+
+def parse_pid(text: bytes) -> int | None:
+    """Exactly one decimal PID > 1, optionally followed by a newline."""
+    body = text[:-1] if text.endswith(b"\n") else text
+    if not body.isdigit() or len(body) > 10:
+        return None
+    pid = int(body)
+    return pid if pid > 1 else None
+
+
+def read_pidfile(path: str) -> PidfileRead:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return PidfileRead("missing")
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return PidfileRead("insecure", reason=f"PID file {path} is a symbolic link")
+        return PidfileRead("unreadable", reason=f"cannot read PID file {path}: {exc.strerror}")
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return PidfileRead("insecure", reason=f"PID file {path} is not a regular file")
+        problem = insecure_reason(info, "PID file", path) or directory_problem(os.path.dirname(path) or ".")
+        if problem:
+            return PidfileRead("insecure", reason=problem)
+        content = os.read(fd, 64)
+    finally:
+        os.close(fd)
+    pid = parse_pid(content)
+    if pid is None:
+        return PidfileRead("garbage", reason=f"PID file {path} holds {content[:20]!r}, not a PID")
+    return PidfileRead("ok", pid)
+
+
+class AlreadyLocked(Exception):
+    pass
+
+
+class PidfileLock:
+    """The flock-held PID file of a running supervisor."""
+
+    def __init__(self, path: str, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+
+    @classmethod
+    def acquire(cls, path: str) -> "PidfileLock":
+        """Lock PATH (creating it); AlreadyLocked if a live supervisor holds it."""
+        directory = os.path.dirname(path) or "."
+        problem = directory_problem(directory)
+        if problem:
+            raise SvctlError(f"refusing to use the PID file: {problem}", Exit.FAILED)
+        for _ in range(10):
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                reason = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+                raise SvctlError(f"cannot open PID file {path}: {reason}", Exit.FAILED) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise AlreadyLocked(path) from None
+            # the holder may have renamed a new file over the path between our open and flock
+            try:
+                same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                problem = insecure_reason(os.fstat(fd), "PID file", path)
+                if problem:
+                    os.close(fd)
+                    raise SvctlError(f"refusing to use the PID file: {problem} (remove it: rm {path})")
+                return cls(path, fd)
+            os.close(fd)
+        raise SvctlError(f"cannot lock PID file {path}: it keeps being replaced", Exit.FAILED)
+
+    def write(self, pid: int) -> None:
+        """Atomically replace the file's content with PID; the lock moves to the new inode."""
+        directory, base = os.path.split(self.path)
+        temporary = os.path.join(directory, f".{base}.{os.getpid()}.tmp")
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.fchmod(fd, 0o644)  # whatever the umask
+        os.write(fd, f"{pid}\n".encode())
+        os.fsync(fd)
+        os.rename(temporary, self.path)
+        old, self.fd = self.fd, fd
+        os.close(old)
+
+    def remove(self) -> None:
+        """Unlink the file if it is still ours, then drop the lock."""
+        try:
+            if os.stat(self.path, follow_symlinks=False).st_ino == os.fstat(self.fd).st_ino:
+                os.unlink(self.path)
+        except OSError:
+            pass
+        self.release()
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    # python-daemon's pidfile protocol
+    def __enter__(self) -> "PidfileLock":
+        self.write(os.getpid())
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.remove()

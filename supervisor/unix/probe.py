@@ -1,0 +1,66 @@
+"""Readiness probes: tcp://[addr]:port connects, http(s):// answers 200 (https: no cert check).
+
+A probe runs in a thread so a slow connect never holds up the supervisor's loop; it retries with a
+growing interval (20 ms, doubling up to 500 ms) until it succeeds or is cancelled, then calls
+``on_ready`` exactly once. 404 and 503 are not ready (a JupyterHub proxy answers 404 before the hub
+route exists and 503 while the hub is unreachable).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Callable
+from urllib.parse import urlsplit
+
+
+def probe_once(url: str, timeout: float = 2.0) -> bool:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme == "tcp":
+        try:
+            with socket.create_connection((host, parts.port), timeout=timeout):
+                return True
+        except OSError:
+            return False
+    import http.client
+    import ssl
+
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if parts.scheme == "https":
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # self-signed certificates are the norm here (seed: openssl req -x509)
+        connection: http.client.HTTPConnection = http.client.HTTPSConnection(host, port, timeout=timeout,
+                                                                            context=context)
+    else:
+        connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        connection.request("GET", parts.path or "/", headers={"User-Agent": "svctl-probe"})
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+class Probe:
+    def __init__(self, url: str, on_ready: Callable[[], None]) -> None:
+        self.url = url
+        self.on_ready = on_ready
+        self.cancelled = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="svctl-probe", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        interval = 0.02
+        while not self.cancelled.is_set():
+            if probe_once(self.url):
+                if not self.cancelled.is_set():
+                    self.on_ready()
+                return
+            self.cancelled.wait(interval)
+            interval = min(interval * 2, 0.5)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
