@@ -77,7 +77,7 @@ def supervise(config: ServiceConfig, run_dir: str, lock: PidfileLock, *, launche
     set_process_name(config.name)
     token = Launcher(launcher_fd) if launcher_fd is not None else None
     try:
-        runtime = Runtime(config, run_dir, console=console)
+        runtime = Runtime(config, run_dir, console=console, lock=lock)
         if adopt is not None:
             runtime.adopt(*adopt)
             first: list = [ev.Adopt(adopt[0], token)]

@@ -59,8 +59,9 @@ class Launcher:
 
 
 class Runtime:
-    def __init__(self, config: ServiceConfig, run_dir: str, console: bool = False) -> None:
+    def __init__(self, config: ServiceConfig, run_dir: str, console: bool = False, lock=None) -> None:
         self.config = config
+        self.lock = lock
         self.directory = rundir.ensure(run_dir, config.name)
         self.machine = Machine(policy_for(config))
         self.selector = selectors.DefaultSelector()
@@ -204,14 +205,26 @@ class Runtime:
         except BlockingIOError:
             return
         command = control.read_request(connection)
+        if command in ("start", "reload"):
+            self.repair_pidfile()
         if command is None:
             control.send_reply(connection, 2, "bad request")
+        elif command == "start":
+            self.events.append(ev.Start(connection))
         elif command == "reopen-logs":
             self.reopen_logs()
             control.send_reply(connection, 0, "logs reopened")
         else:
-            event = {"start": ev.Start, "stop": ev.Stop, "reload": ev.Reload}[command](connection)
-            self.events.append(event if command != "reload" else ev.Reload(connection, "cli"))
+            self.events.append(ev.Stop(connection) if command == "stop" else ev.Reload(connection, "cli"))
+
+    def repair_pidfile(self) -> None:
+        """`start` on a running service also restores a PID file someone damaged (garbage, 0666)."""
+        from supervisor.unix.pidfile import read_pidfile
+
+        found = read_pidfile(self.config.pidfile)
+        if self.lock is not None and (found.kind != "ok" or found.pid != os.getpid()):
+            self.lock.write(os.getpid())
+            self.log.event("pidfile_repaired", was=found.reason or f"pid {found.pid}")
 
     def reopen_logs(self) -> None:
         self.output.reopen()

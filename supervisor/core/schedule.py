@@ -57,13 +57,10 @@ class ScheduleError(ValueError):
 
 
 def _parse_timeout(item: str) -> float:
-    try:
-        seconds = float(item)
-    except ValueError:
-        raise ScheduleError(f"{item!r} is not a timeout in seconds") from None
-    if seconds < 0 or seconds != seconds or seconds == float("inf"):
+    whole, _, fraction = item.partition(".")
+    if not whole.isdigit() or (fraction and not fraction.isdigit()) or item.endswith("."):
         raise ScheduleError(f"{item!r} is not a timeout in seconds")
-    return seconds
+    return float(item)
 
 
 def parse_schedule(text: str) -> Schedule:
@@ -106,12 +103,15 @@ def _format_seconds(seconds: float) -> str:
     return str(int(seconds)) if seconds == int(seconds) else repr(seconds)
 
 
+def _format_signal(number: int) -> str:
+    name = signal_name(number)
+    return name if not name.isdigit() else f"-{name}"  # a bare number would read as a timeout
+
+
 def format_schedule(schedule: Schedule) -> str:
     """The canonical text of a schedule: ``parse_schedule(format_schedule(s)) == s``."""
-    items = [
-        signal_name(step.signal) if isinstance(step, Send) else _format_seconds(step.seconds)
-        for step in schedule.steps
-    ]
+    items = [_format_signal(step.signal) if isinstance(step, Send) else _format_seconds(step.seconds)
+             for step in schedule.steps]
     if schedule.repeat_from is not None:
         items.insert(schedule.repeat_from, "forever")
     return "/".join(items)
