@@ -18,7 +18,7 @@ from supervisor.core import events as ev
 from supervisor.unix.pidfile import PidfileLock
 
 
-def launch(config: ServiceConfig, run_dir: str, lock: PidfileLock, adopt: tuple[int, int] | None) -> tuple[int, str]:
+def launch(config: ServiceConfig, run_dir: str, lock: PidfileLock, adopt: tuple | None) -> tuple[int, str]:
     """Start a detached supervisor; returns its answer (code, message)."""
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
@@ -56,7 +56,7 @@ def answer(fd: int, code: int, message: str) -> None:
 
 
 def become_daemon(config: ServiceConfig, run_dir: str, lock: PidfileLock, write_fd: int,
-                  adopt: tuple[int, int] | None) -> int:
+                  adopt: tuple | None) -> int:
     import daemon
 
     context = daemon.DaemonContext(
@@ -69,7 +69,7 @@ def become_daemon(config: ServiceConfig, run_dir: str, lock: PidfileLock, write_
 
 
 def supervise(config: ServiceConfig, run_dir: str, lock: PidfileLock, *, launcher_fd: int | None,
-              adopt: tuple[int, int] | None, console: bool, stop_at_once: bool = False) -> int:
+              adopt: tuple | None, console: bool, stop_at_once: bool = False) -> int:
     """Run the supervisor in this process until it exits; removes the PID file at the end."""
     from supervisor.runtime import Launcher, Runtime
     from supervisor.unix.proc import set_process_name

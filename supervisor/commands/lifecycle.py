@@ -66,10 +66,7 @@ def start_service(config: ServiceConfig, run_dir: str) -> int:
                 raise SvctlError(f"the PID file {config.pidfile} is locked by a process that is not an svctl "
                                  "supervisor; refusing to start a second instance") from None
             time.sleep(0.02)  # a launcher is between lock and state file: wait for it to appear
-    obs = observe(config, run_dir)
-    adopt = None
-    if obs.orphaned:
-        adopt = (obs.service.pid, (obs.state or {}).get("pgid") or obs.service.pid)
+    adopt = adoption(observe(config, run_dir))
     from supervisor.launch import launch
 
     code, message = launch(config, run_dir, lock, adopt)
@@ -77,6 +74,14 @@ def start_service(config: ServiceConfig, run_dir: str) -> int:
         say(config, message)
         return code
     return report_start_failure(config, message)
+
+
+def adoption(obs: Observation) -> tuple[int, int, int | None] | None:
+    """(pid, process group, output pipe fd in the service) of a service whose supervisor died."""
+    if not obs.orphaned:
+        return None
+    state = obs.state or {}
+    return obs.service.pid, state.get("pgid") or obs.service.pid, state.get("output_fd")
 
 
 def report_start_failure(config: ServiceConfig, message: str) -> int:
@@ -161,9 +166,8 @@ def stop_service(config: ServiceConfig, run_dir: str) -> int:
         lock.write(os.getpid())
         from supervisor.launch import supervise
 
-        pgid = (obs.state or {}).get("pgid") or obs.service.pid
-        code = supervise(config, run_dir, lock, launcher_fd=None, adopt=(obs.service.pid, pgid),
-                         console=False, stop_at_once=True)
+        code = supervise(config, run_dir, lock, launcher_fd=None, adopt=adoption(obs), console=False,
+                         stop_at_once=True)
         say(config, "stopped" if code == 0 else "stop failed")
         return Exit.OK if code == 0 else Exit.FAILED
     remove_stale_pidfile(config)
@@ -259,8 +263,7 @@ def run(context, args: list[str]) -> int:
         lock = PidfileLock.acquire(config.pidfile)
     except AlreadyLocked:
         raise SvctlError(f"{config.name} is already supervised (PID file {config.pidfile} is locked)") from None
-    obs = observe(config, context.run_dir)
-    adopt = (obs.service.pid, (obs.state or {}).get("pgid") or obs.service.pid) if obs.orphaned else None
+    adopt = adoption(observe(config, context.run_dir))
     lock.write(os.getpid())
     from supervisor.launch import supervise
 

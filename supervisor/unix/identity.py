@@ -82,14 +82,24 @@ def verify(recorded: Identity | None) -> bool:
     return not (current.exe and recorded.exe and current.exe != recorded.exe)
 
 
-def process_group_alive(pgid: int) -> bool:
-    """Is any process left in this process group? (zombies of other parents count as alive)."""
-    if pgid <= 1:
+def process_group_alive(pgid: int | None) -> bool:
+    """Is any live (non-zombie) process left in this process group?
+
+    killpg(pgid, 0) answers the common case (nobody left) in one system call; only when it finds
+    someone do we scan /proc, because a zombie waiting for another parent (an adopted service whose
+    reaper is init) would otherwise count as alive forever.
+    """
+    if not pgid or pgid <= 1:
         return False
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = read_stat(int(entry))
+            if stat is not None and stat[2] == pgid and stat[0] not in ("Z", "X"):
+                return True
+    return False

@@ -64,3 +64,21 @@ def sd_notify(message: str) -> None:
             sock.sendall(message.encode())
         except OSError:
             pass  # systemd went away; nothing useful to do about it
+
+
+SYS_PIDFD_GETFD = 438  # x86_64 and the generic table alike
+
+
+def pidfd_getfd(pidfd: int, target_fd: int) -> int | None:
+    """Duplicate another process's file descriptor into ours (Linux >= 5.6; needs ptrace rights: root).
+
+    Used on re-adoption to take back the read end of the output pipe that the service keeps open.
+    """
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    fd = _libc.syscall(SYS_PIDFD_GETFD, pidfd, target_fd, 0)
+    if fd < 0:
+        return None
+    os.set_inheritable(fd, False)
+    return fd
