@@ -71,10 +71,8 @@ class Runtime:
         self.pgid: int | None = None
         self.service_identity: identity.Identity | None = None
         self.awaiting_group = False
-        self.check = None
         self.probe = None
-        self.watcher = None
-        self.debouncer = None
+        self.reloader = None
         self.exit_code: int | None = None
         self.me = identity.identify(os.getpid())
         self.log = EventLog(config.events_file, config.name, console)
@@ -92,7 +90,11 @@ class Runtime:
             signal.signal(number, lambda *_: None)  # the C handler writes the number to wake_w
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         proc.become_subreaper()
-        self.start_watching()
+        if self.config.watch or self.config.check:
+            from supervisor.reloader import ConfigReloader
+
+            self.reloader = ConfigReloader(self.config, self.directory, self.log, self.wake_for_watch)
+            self.reloader.start()
         self.events.extend(first)
         self.process()
         while self.exit_code is None:
@@ -135,9 +137,13 @@ class Runtime:
             if at <= now:
                 del self.timers[name]
                 if name == "check":
-                    self.check.kill()
+                    self.reloader.kill_check()
                 elif name == "watch":
-                    self.watch_fired()
+                    reload, later = self.reloader.fire()
+                    if later is not None:
+                        self.timers["watch"] = later
+                    if reload is not None:
+                        self.events.append(reload)
                 elif name == "stop" and self.awaiting_group and not identity.process_group_alive(self.pgid):
                     self.group_gone()
                 else:
@@ -159,9 +165,8 @@ class Runtime:
                 self.events.append(ev.Reload(source="signal"))
             elif number == signal.SIGUSR1:
                 self.reopen_logs()
-            elif number == WATCH_BYTE:
-                self.debouncer.kick(time.monotonic())
-                self.timers["watch"] = self.debouncer.deadline()
+            elif number == WATCH_BYTE and self.reloader is not None:
+                self.timers["watch"] = self.reloader.kick()
 
     def reap(self) -> None:
         while True:
@@ -173,8 +178,9 @@ class Runtime:
                 break
             if self.child is not None and pid == self.child.pid:
                 self.child_exited(status)
-            elif self.check is not None and pid == self.check.pid:
-                self.check_finished(status)
+            elif self.reloader is not None and pid == self.reloader.check_pid:
+                self.timers.pop("check", None)
+                self.events.append(self.reloader.finish_check(status))
             else:
                 self.log.event("reaped", pid=pid, status=decode_wait_status(status)[0])
         if self.awaiting_group and not identity.process_group_alive(self.pgid):
@@ -252,7 +258,11 @@ class Runtime:
                     self.probe.cancel()
                     self.probe = None
             case ev.RunCheck():
-                self.start_check()
+                verdict = self.reloader.begin_check()
+                if verdict is not None:
+                    self.events.append(verdict)
+                else:
+                    self.timers["check"] = self.reloader.check_deadline
             case ev.AwaitGroup():
                 self.awaiting_group = True
                 if not identity.process_group_alive(self.pgid):
@@ -263,10 +273,8 @@ class Runtime:
                 proc.sd_notify(message)
             case ev.Log(event=name, fields=fields):
                 self.log.event(name, **fields)
-            case ev.SaveGood():
-                self.snapshot("save")
-            case ev.RestoreGood():
-                self.snapshot("restore")
+            case ev.SaveGood() | ev.RestoreGood() if self.reloader is not None:
+                self.reloader.snapshot("save" if isinstance(effect, ev.SaveGood) else "restore")
             case ev.ExitSupervisor(code=code):
                 self.exit_code = code
 
@@ -296,17 +304,36 @@ class Runtime:
         self.service_identity = identity.identify(self.child.pid)
         self.events.append(ev.Spawned(self.child.pid))
 
-    def adopt(self, pid: int, pgid: int) -> None:
-        """Watch a service we did not start (its supervisor died) through a pidfd."""
+    def adopt(self, pid: int, pgid: int, output_fd: int | None = None) -> None:
+        """Watch a service we did not start (its supervisor died) through a pidfd.
+
+        The service still holds the read end of its old output pipe (see logcapture); taking a copy
+        of it back resumes capturing its output where the dead supervisor left off.
+        """
         pidfd = proc.pidfd_open(pid)
         self.child = Child(None, pid, pidfd)
         self.pgid = pgid
         self.service_identity = identity.identify(pid)
         if pidfd is not None:
             self.selector.register(pidfd, selectors.EVENT_READ, lambda _: self.child_exited(None))
+            old_pipe = proc.pidfd_getfd(pidfd, output_fd) if output_fd is not None else None
+            if old_pipe is not None:
+                os.set_blocking(old_pipe, False)
+                self.selector.register(old_pipe, selectors.EVENT_READ, self.drain_adopted_output)
         else:
             self.events.append(ev.Exited(pid, "exited before it could be adopted", False,
                                          identity.process_group_alive(pgid)))
+
+    def drain_adopted_output(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        if data:
+            self.output.write(data)
+        else:  # every writer is gone
+            self.selector.unregister(fd)
+            os.close(fd)
 
     def send(self, number: int, group: bool) -> None:
         if not group and self.child is not None:
@@ -317,83 +344,12 @@ class Runtime:
             except ProcessLookupError:
                 pass
 
-    def start_check(self) -> None:
-        from supervisor.unix.checkjob import CheckJob
-
-        refusal = self.unsafe_watched_file()
-        if refusal:
-            self.events.append(ev.CheckDone(False, refusal))
-            return
-        if not self.config.check:
-            self.events.append(ev.CheckDone(True, "no check configured"))
-            return
-        try:
-            self.check = CheckJob(self.config)
-        except (OSError, SvctlError) as exc:
-            self.events.append(ev.CheckDone(False, f"cannot run the check: {exc}"))
-            return
-        self.timers["check"] = time.monotonic() + self.config.check_timeout
-
-    def check_finished(self, status: int) -> None:
-        job, self.check = self.check, None
-        self.timers.pop("check", None)
-        ok, summary, output = job.finish(status, self.config.check_timeout)
-        self.log.event("check_finished", ok=ok, summary=summary, output=output[-8192:])
-        self.events.append(ev.CheckDone(ok, summary))
-
-    def unsafe_watched_file(self) -> str | None:
-        if not self.config.watch:
-            return None
-        from supervisor.unix.validate import check_watched_file_safety
-
-        for path in self.config.watch:
-            refusal = check_watched_file_safety(path, self.config.user)
-            if refusal:
-                return refusal
-        return None
-
-    def snapshot(self, action: str) -> None:
-        if not self.config.watch:
-            return
-        from supervisor.unix import snapshots
-
-        try:
-            if action == "save":
-                snapshots.save_good(list(self.config.watch), self.directory)
-            else:
-                self.log.event("rollback", detail=snapshots.restore_good(list(self.config.watch), self.directory))
-        except OSError as exc:
-            self.log.event("snapshot_failed", level="error", action=action, error=str(exc))
-        if self.watcher is not None:
-            self.watcher.accept()
-
-    def start_watching(self) -> None:
-        if not self.config.watch:
-            return
-        from supervisor.core.debounce import Debouncer
-        from supervisor.unix.watch import ConfigWatcher
-
-        self.debouncer = Debouncer(0.2, 1.0)
-        self.watcher = ConfigWatcher(list(self.config.watch), self.wake_for_watch)
-        self.watcher.start()
-
     def wake_for_watch(self) -> None:
         """Runs in the watcher's thread: only a byte down the pipe, the loop does the rest."""
         try:
             os.write(self.wake_w, bytes([WATCH_BYTE]))
         except BlockingIOError:
             pass
-
-    def watch_fired(self) -> None:
-        if not self.debouncer.take(time.monotonic()):
-            if self.debouncer.deadline() is not None:
-                self.timers["watch"] = self.debouncer.deadline()
-            return
-        changed = self.watcher.changed()
-        if changed:
-            self.watcher.accept()  # the new content is being tried: don't trigger on it again
-            self.log.event("config_changed", paths=changed)
-            self.events.append(ev.Reload(source="watch"))
 
     # ---- state for `svctl status` -----------------------------------------------------------
 
@@ -413,8 +369,8 @@ class Runtime:
         })
 
     def shutdown(self) -> None:
-        if self.watcher is not None:
-            self.watcher.stop()
+        if self.reloader is not None:
+            self.reloader.stop()
         if self.probe is not None:
             self.probe.cancel()
         for key in list(self.selector.get_map().values()):

@@ -21,8 +21,10 @@ from supervisor.unix.spawn import decode_wait_status, user_environment
 
 def summarize(reason: str, output: str) -> str:
     """'exit status 1: SyntaxError: invalid syntax': the reason plus the most telling output line."""
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    return f"{reason}: {lines[-1][:200]}" if lines else reason
+    from supervisor.unix.validate import summarize as telling_line
+
+    line = telling_line(output)
+    return f"{reason}: {line}" if line else reason
 
 
 class CheckJob:
