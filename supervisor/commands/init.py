@@ -1,0 +1,118 @@
+"""``svctl init jupyterhub [--ip ADDR] [--port N] [--prefix DIR] [--users a,b] [--admins a] [--auth pam|dummy]
+[--proxy hub|external] [--force]``.
+
+Prints one line per file (written / kept) and what to do next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+
+from supervisor.errors import Exit, SvctlError
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise SvctlError(f"init jupyterhub: {message}", Exit.BAD_ARGS)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="svctl init jupyterhub", add_help=True)
+    parser.add_argument("--ip", help="address to serve on (default: the host's global IPv6 address, else ::1)")
+    parser.add_argument("--port", type=int, default=9443)
+    parser.add_argument("--hub-port", type=int, default=9081, help="the hub's private API port on ::1")
+    parser.add_argument("--api-port", type=int, default=9001, help="the proxy's REST API port on ::1")
+    parser.add_argument("--prefix", default="", help="put everything under this directory (no root needed)")
+    parser.add_argument("--users", default="", help="comma-separated allowed users")
+    parser.add_argument("--admins", default="", help="comma-separated admin users")
+    parser.add_argument("--auth", choices=("pam", "dummy"), default="pam")
+    parser.add_argument("--proxy", choices=("hub", "external"), default="hub",
+                        help="external: configurable-http-proxy as its own service (jupyterhub-proxy), so a "
+                             "reload restarts only the hub and user servers keep answering")
+    parser.add_argument("--force", action="store_true", help="overwrite existing files")
+    return parser
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(sorted({name.strip() for name in text.split(",") if name.strip()}))
+
+
+def _host_addresses() -> list[str]:
+    import socket
+
+    import psutil
+
+    return [entry.address for entries in psutil.net_if_addrs().values() for entry in entries
+            if entry.family == socket.AF_INET6]
+
+
+def init(context, args: list[str]) -> int:
+    if not args or args[0] != "jupyterhub":
+        raise SvctlError("init: only 'svctl init jupyterhub' exists", Exit.BAD_ARGS)
+    from supervisor.jupyterhub import certs, scaffold
+
+    options = _parser().parse_args(args[1:])
+    for flag in ("port", "hub_port", "api_port"):
+        if not 0 < getattr(options, flag) < 65536:
+            raise SvctlError(f"init jupyterhub: --{flag.replace('_', '-')} must be 1-65535", Exit.BAD_ARGS)
+    try:
+        ip = scaffold.check_ip(options.ip) if options.ip else scaffold.default_ip(_host_addresses())
+    except scaffold.InitError as exc:
+        raise SvctlError(f"init jupyterhub: {exc}", Exit.BAD_ARGS) from None
+    users, admins = _names(options.users), _names(options.admins)
+    if options.auth == "dummy" and not users:
+        users = (getpass.getuser(),)
+    jupyterhub = scaffold.find_jupyterhub()
+    proxy = scaffold.find_proxy((os.getcwd(), _REPO_ROOT))
+    layout = scaffold.Layout.under(options.prefix, context.config_dir)
+    settings = scaffold.InitOptions(
+        ip=ip, port=options.port, hub_port=options.hub_port, api_port=options.api_port,
+        jupyterhub=jupyterhub or "/usr/local/bin/jupyterhub", proxy=proxy,
+        path_env=scaffold.hub_path(jupyterhub, proxy), users=users, admins=admins, auth=options.auth,
+        proxy_mode=options.proxy,
+    )
+    try:
+        results = scaffold.write_all(layout, settings, force=options.force)
+    except (OSError, certs.CertError) as exc:
+        raise SvctlError(f"init jupyterhub: {exc}", Exit.FAILED) from None
+    _report(results, layout, settings)
+    return Exit.OK
+
+
+def _report(results, layout, settings) -> None:
+    for item in results:
+        print(f"{'wrote' if item.created else 'kept (exists; --force overwrites)'}: {item.path}")
+    if settings.jupyterhub == "/usr/local/bin/jupyterhub" and not os.access(settings.jupyterhub, os.X_OK):
+        print("warning: jupyterhub is not installed; pip install jupyterhub jupyter_server")
+    if settings.proxy is None:
+        print("warning: configurable-http-proxy not found; npm install -g configurable-http-proxy")
+    if settings.auth == "dummy":
+        secret = next((item.secret for item in results if item.path == layout.password_file and item.secret), None)
+        shown = secret + "  (shown once)" if secret else f"in {layout.password_file}"
+        print(f"login: {', '.join(settings.users)}  password: {shown}")
+    elif not settings.users and not settings.admins:
+        print(f"note: no --users given; nobody can log in until {layout.config_path} sets allowed_users")
+    url = f"https://{'[' + settings.ip + ']' if ':' in settings.ip else settings.ip}:{settings.port}"
+    global_flags = f"--config-dir {layout.config_dir} --run-dir {layout.run_dir} " if layout.prefix else ""
+    if settings.external_proxy:
+        kept_config = any(item.path == layout.config_path and not item.created for item in results)
+        if kept_config and not _is_external(layout.config_path):
+            print(f"warning: the kept {layout.config_path} lets the hub start its own proxy; "
+                  "rerun with --force to write the external-proxy config")
+        print(f"next: svctl {global_flags}check jupyterhub; svctl {global_flags}start jupyterhub-proxy; "
+              f"svctl {global_flags}start jupyterhub; then open {url}")
+        return
+    print(f"next: svctl {global_flags}check jupyterhub; svctl {global_flags}start jupyterhub; then open {url}")
+
+
+def _is_external(config_path: str) -> bool:
+    from supervisor.jupyterhub.pyconfig import read_config
+
+    try:
+        return read_config(config_path).get("ConfigurableHTTPProxy.should_start", True) is False
+    except (OSError, SyntaxError, ValueError):
+        return False

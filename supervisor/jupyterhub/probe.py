@@ -1,0 +1,210 @@
+"""Gather the facts the doctor judges: addresses, resolvers, file modes, ports, installed tools.
+
+The impure half of ``svctl check jupyterhub`` (doctor.py is the pure half). Nothing here changes
+state: ports are tested with a bind that is closed at once, and jupyter_server with an import probe
+in the hub's own interpreter (never the hub's config).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+import subprocess
+
+import psutil
+
+from supervisor.config import ServiceConfig
+from supervisor.jupyterhub import certs
+from supervisor.jupyterhub.doctor import Facts, Finding, HostFacts, PortState, diagnose, host_of, resolve
+from supervisor.jupyterhub.pyconfig import ConfigFile, config_path_from_command, read_config
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _families(name: str) -> set[int]:
+    try:
+        return {entry[0] for entry in socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)}
+    except (socket.gaierror, UnicodeError):
+        return set()
+
+
+def host_facts() -> HostFacts:
+    has_ipv4 = any(entry.family == socket.AF_INET
+                   for entries in psutil.net_if_addrs().values() for entry in entries)
+    # A name is only safe without IPv4 if it resolves to IPv6 *only*: node takes the first answer.
+    localhost, hostname = _families("localhost"), _families(socket.gethostname())
+    return HostFacts(has_ipv4=has_ipv4,
+                     localhost_ipv6=socket.AF_INET6 in localhost and socket.AF_INET not in localhost,
+                     hostname_ipv6=socket.AF_INET6 in hostname and socket.AF_INET not in hostname)
+
+
+def _mode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        return None
+
+
+def _endpoints(hub: ConfigFile) -> list[tuple[str, str, int]]:
+    """(setting, host, port) of the three listeners: public proxy, proxy API, hub API."""
+    from urllib.parse import urlsplit
+
+    endpoints = []
+    legacy_ip, legacy_port = hub.get("JupyterHub.ip"), hub.get("JupyterHub.port", 8000)
+    if not hub.has("JupyterHub.bind_url") and isinstance(legacy_ip, str) and isinstance(legacy_port, int):
+        endpoints.append(("JupyterHub.ip", legacy_ip, legacy_port))
+    for key, default in (("JupyterHub.bind_url", "http://:8000"),
+                         ("ConfigurableHTTPProxy.api_url", "http://127.0.0.1:8001")):
+        if key == "JupyterHub.bind_url" and endpoints:
+            continue
+        value = hub.get(key, default)
+        if isinstance(value, str):
+            try:
+                parts = urlsplit(value)
+                endpoints.append((key, parts.hostname or "", parts.port or 8000))
+            except ValueError:
+                continue
+    hub_url = hub.get("JupyterHub.hub_bind_url")
+    if isinstance(hub_url, str):
+        endpoints.append(("JupyterHub.hub_bind_url", host_of(hub_url), urlsplit(hub_url).port or 8081))
+    elif isinstance(hub.get("JupyterHub.hub_ip", "127.0.0.1"), str):
+        port = hub.get("JupyterHub.hub_port", 8081)
+        endpoints.append(("JupyterHub.hub_ip", str(hub.get("JupyterHub.hub_ip", "127.0.0.1")),
+                          port if isinstance(port, int) else 8081))
+    return endpoints
+
+
+def _service_pids(config: ServiceConfig) -> set[int]:
+    """The supervisor named by the service's PID file and all its descendants."""
+    try:
+        with open(config.pidfile, encoding="ascii") as handle:
+            process = psutil.Process(int(handle.read().strip()))
+        return {process.pid} | {child.pid for child in process.children(recursive=True)}
+    except (OSError, ValueError, psutil.Error):
+        return set()
+
+
+def _listener(port: int) -> psutil.Process | None:
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        return None
+    for connection in connections:
+        if connection.status == psutil.CONN_LISTEN and connection.laddr and connection.laddr.port == port \
+                and connection.pid:
+            try:
+                return psutil.Process(connection.pid)
+            except psutil.NoSuchProcess:
+                continue
+    return None
+
+
+PROXY_SETTINGS = ("JupyterHub.bind_url", "JupyterHub.ip", "ConfigurableHTTPProxy.api_url")
+
+
+def port_state(setting: str, host: str, port: int, ours: set[int], external_proxy: bool = False) -> PortState:
+    family = socket.AF_INET6 if ":" in host or host == "" else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host or "::", port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                return PortState(setting, host, port, "unavailable", exc.strerror or str(exc))
+        else:
+            return PortState(setting, host, port, "free")
+    owner = _listener(port)
+    if owner is None:
+        return PortState(setting, host, port, "taken", "another process (run as root to see which)")
+    if owner.pid in ours:
+        return PortState(setting, host, port, "ours", f"pid {owner.pid}")
+    try:
+        command = " ".join(owner.cmdline())[:100]
+    except psutil.Error:
+        command = "?"
+    if external_proxy and setting in PROXY_SETTINGS and "configurable-http-proxy" in command:
+        # should_start = False: the proxy is its own service (jupyterhub-proxy) and these are its ports.
+        return PortState(setting, host, port, "ours", f"pid {owner.pid} (the external proxy)")
+    return PortState(setting, host, port, "taken", f"pid {owner.pid} ({command})")
+
+
+def ports(hub: ConfigFile, config: ServiceConfig, host: HostFacts) -> tuple[PortState, ...]:
+    ours = _service_pids(config)
+    external_proxy = hub.get("ConfigurableHTTPProxy.should_start", True) is False
+    states = []
+    for setting, address, port in _endpoints(hub):
+        literal = address == "" or ":" in address or address.replace(".", "").isdigit()
+        if not literal or ("." in address and not host.has_ipv4):
+            continue  # names, and IPv4 on an IPv4-less host, are the IPv6 rules' business
+        states.append(port_state(setting, address, port, ours, external_proxy))
+    return tuple(states)
+
+
+def _proxy(hub: ConfigFile, path: str) -> str | None:
+    command = hub.get("ConfigurableHTTPProxy.command")
+    program = command[0] if isinstance(command, list) and command and isinstance(command[0], str) else \
+        command if isinstance(command, str) else "configurable-http-proxy"
+    if os.path.isabs(program):
+        return program if os.access(program, os.X_OK) else None
+    return shutil.which(program, path=path)
+
+
+def _interpreter(program: str) -> str | None:
+    """The Python a console script runs with, from its #! line."""
+    try:
+        with open(program, "rb") as handle:
+            first = handle.readline(512).decode("utf-8", "replace")
+    except OSError:
+        return None
+    if not first.startswith("#!"):
+        return None
+    words = first[2:].split()
+    if words and os.path.basename(words[0]) == "env" and len(words) > 1:
+        return shutil.which(words[1])
+    return words[0] if words else None
+
+
+def jupyter_server_installed(config: ServiceConfig) -> bool | None:
+    python = _interpreter(config.command[0])
+    if python is None:
+        return None
+    try:
+        result = subprocess.run([python, "-c", "import importlib.util as u, sys; "
+                                 "sys.exit(u.find_spec('jupyter_server') is None)"],
+                                capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.returncode == 0
+
+
+def gather(config: ServiceConfig, hub: ConfigFile) -> Facts:
+    host = host_facts()
+    paths = [hub.get(key) for key in ("JupyterHub.cookie_secret_file", "JupyterHub.ssl_key", "JupyterHub.ssl_cert")]
+    paths.append("jupyterhub_cookie_secret")
+    modes = {resolve(path, config): _mode(resolve(path, config)) for path in paths if isinstance(path, str) and path}
+    cert, key = hub.get("JupyterHub.ssl_cert"), hub.get("JupyterHub.ssl_key")
+    report = None
+    if isinstance(cert, str) and isinstance(key, str) and cert and key:
+        cert_path, key_path = resolve(cert, config), resolve(key, config)
+        if os.path.exists(cert_path):
+            try:
+                report = certs.inspect(cert_path, key_path)
+            except ImportError:
+                report = None  # without the cryptography package only presence is checked
+    search_path = config.env.get("PATH", DEFAULT_PATH)
+    return Facts(host=host, modes=modes, cert=report, ports=ports(hub, config, host),
+                 node=shutil.which("node", path=search_path), proxy=_proxy(hub, search_path),
+                 jupyter_server=jupyter_server_installed(config))
+
+
+def run_doctor(config: ServiceConfig) -> list[Finding]:
+    """Read the hub config named by the service's command, gather facts, judge them."""
+    path = config_path_from_command(config.command, config.working_directory)
+    try:
+        hub = read_config(path)
+    except OSError as exc:
+        return [Finding("error", "no-config", f"cannot read {path}: {exc.strerror}",
+                        "svctl init jupyterhub writes one")]
+    return diagnose(config, hub, gather(config, hub), running_as_root=os.geteuid() == 0)
