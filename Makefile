@@ -23,7 +23,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 venv: $(VENV)/.installed
 
-test: venv
+# The whole suite, end-to-end JupyterHub tests included (they need jupyterhub and the proxy installed).
+test: venv jupyterhub-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-unit: venv
@@ -46,6 +47,6 @@ lint: venv
 run: run-hub
 
 clean:
-	rm -rf build .run .venv-floor
+	rm -rf build .run .venv-floor .venv-peer .npm-prefix
 
 -include mk/*.mk
