@@ -18,7 +18,7 @@ help:
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON3) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[test]' --config-settings editable_mode=compat  # a plain path entry: no import-hook cost at every svctl start
 	touch $@
 
 venv: $(VENV)/.installed
@@ -36,7 +36,7 @@ test-floor:
 	.venv-floor/bin/pip install -q --upgrade pip
 	.venv-floor/bin/pip install -q -c constraints-floor.txt psutil python-daemon lockfile watchdog structlog \
 		'pytest>=7' 'hypothesis>=6' 'cryptography>=38'
-	.venv-floor/bin/pip install -q --no-deps -e .
+	.venv-floor/bin/pip install -q --no-deps -e . --config-settings editable_mode=compat
 	.venv-floor/bin/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: venv

@@ -7,7 +7,7 @@ imported on demand, so ``svctl status`` pays only for what status needs (no psut
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from typing import NamedTuple
 from importlib import import_module
 
 from supervisor.errors import Exit, SvctlError
@@ -37,8 +37,7 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 
-@dataclass(frozen=True)
-class Context:
+class Context(NamedTuple):
     config_dir: str
     run_dir: str
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import NamedTuple
 
 from supervisor.core.schedule import Schedule, ScheduleError, format_schedule, parse_schedule
 from supervisor.core.signals import parse_signal
@@ -24,8 +23,10 @@ PRESETS = ("jupyterhub",)
 READY_SCHEMES = ("http://", "https://", "tcp://")
 
 
-@dataclass(frozen=True)
-class ServiceConfig:
+DEFAULT_STOP = parse_schedule("TERM/30/KILL/5")
+
+
+class ServiceConfig(NamedTuple):
     name: str
     path: str  # the TOML file it came from
     command: tuple[str, ...]
@@ -34,7 +35,7 @@ class ServiceConfig:
     user: str | None = None
     environment: tuple[tuple[str, str], ...] = ()
     pidfile: str = ""
-    stop: Schedule = field(default_factory=lambda: parse_schedule("TERM/30/KILL/5"))
+    stop: Schedule = DEFAULT_STOP
     reload: str = "restart"  # "restart" or a signal name
     reload_signal: int | None = None
     restart: str = "on-failure"
@@ -246,8 +247,8 @@ def _ready_url(value: str, fail) -> str:
 
 def ensure_paths_exist(config: ServiceConfig) -> None:
     """Checks done before anything is forked: program installed (5), working directory present (6)."""
-    program = Path(config.command[0])
-    if not program.is_file() or not os.access(program, os.X_OK):
+    program = config.command[0]
+    if not os.path.isfile(program) or not os.access(program, os.X_OK):
         raise SvctlError(f"{config.path}: command: {program} is not installed (not an executable file)",
                          Exit.NOT_INSTALLED)
     if not os.path.isdir(config.working_directory):

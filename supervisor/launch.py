@@ -55,6 +55,18 @@ def answer(fd: int, code: int, message: str) -> None:
         pass
 
 
+class Launcher:
+    """The pipe back to the waiting ``svctl start``: answered once (as a start waiter), then closed."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def answer(self, code: int, message: str) -> None:
+        if self.fd >= 0:
+            answer(self.fd, code, message)
+            self.fd = -1
+
+
 def become_daemon(config: ServiceConfig, run_dir: str, lock: PidfileLock, write_fd: int,
                   adopt: tuple | None) -> int:
     import daemon
@@ -71,7 +83,7 @@ def become_daemon(config: ServiceConfig, run_dir: str, lock: PidfileLock, write_
 def supervise(config: ServiceConfig, run_dir: str, lock: PidfileLock, *, launcher_fd: int | None,
               adopt: tuple | None, console: bool, stop_at_once: bool = False) -> int:
     """Run the supervisor in this process until it exits; removes the PID file at the end."""
-    from supervisor.runtime import Launcher, Runtime
+    from supervisor.runtime import Runtime
     from supervisor.unix.proc import set_process_name
 
     set_process_name(config.name)

@@ -8,7 +8,7 @@ matches what the supervisor recorded; nothing here signals anything.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from supervisor.config import ServiceConfig
 from supervisor.unix import rundir
@@ -16,8 +16,7 @@ from supervisor.unix.identity import Identity, verify
 from supervisor.unix.pidfile import PidfileRead, read_pidfile
 
 
-@dataclass(frozen=True)
-class Observation:
+class Observation(NamedTuple):
     pidfile: PidfileRead
     state: dict | None
     state_problem: str | None

@@ -21,6 +21,7 @@ from supervisor.core import events as ev
 from supervisor.core.backoff import BackoffPolicy
 from supervisor.core.machine import IllegalTransition, Machine, Policy
 from supervisor.errors import SvctlError
+from supervisor.launch import Launcher
 from supervisor.log import EventLog
 from supervisor.unix import control, identity, proc, rundir
 from supervisor.unix.logcapture import LogCapture
@@ -38,24 +39,6 @@ def policy_for(config: ServiceConfig) -> Policy:
         backoff=BackoffPolicy(config.min_uptime, config.backoff_initial, config.backoff_max,
                               config.give_up_after, config.give_up_window, config.give_up_cooldown),
     )
-
-
-class Launcher:
-    """The pipe back to the ``svctl start`` that launched us: answered once, then closed."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def answer(self, code: int, message: str) -> None:
-        import json
-
-        if self.fd >= 0:
-            try:
-                os.write(self.fd, (json.dumps({"code": code, "message": message}) + "\n").encode())
-            except OSError:
-                pass
-            os.close(self.fd)
-            self.fd = -1
 
 
 class Runtime:

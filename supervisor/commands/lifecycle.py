@@ -89,7 +89,6 @@ def report_start_failure(config: ServiceConfig, message: str) -> int:
 
     code = Exit.FAILED
     if config.check:  # a config error is the usual cause: say so, with the LSB code for it
-        from supervisor.unix.checkjob import summarize
         from supervisor.unix.validate import run_check
 
         result = run_check(config)

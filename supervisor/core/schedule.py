@@ -11,30 +11,31 @@ schedule must end with a timeout, so that every stop has an observed outcome.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from supervisor.core.signals import parse_signal, signal_name
 
 
-@dataclass(frozen=True)
-class Send:
+# NamedTuples rather than dataclasses: `svctl status` imports this, and dataclasses pulls in
+# inspect (several ms). The `kind` field keeps Send(9) != Wait(9) under tuple equality.
+class Send(NamedTuple):
     """Send this signal to what is left of the service."""
 
     signal: int
+    kind: str = "send"
 
 
-@dataclass(frozen=True)
-class Wait:
+class Wait(NamedTuple):
     """Wait up to this many seconds for the service to be gone."""
 
     seconds: float
+    kind: str = "wait"
 
 
 Step = Send | Wait
 
 
-@dataclass(frozen=True)
-class Schedule:
+class Schedule(NamedTuple):
     steps: tuple[Step, ...]
     repeat_from: int | None = None  # index of the first step after ``forever``
 

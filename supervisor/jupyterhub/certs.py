@@ -146,6 +146,6 @@ def _validity(certificate) -> tuple[datetime.datetime, datetime.datetime]:
     after = getattr(certificate, "not_valid_after_utc", None)
     before = getattr(certificate, "not_valid_before_utc", None)
     if after is None:
-        after = certificate.not_valid_after.replace(tzinfo=datetime.timezone.utc)
-        before = certificate.not_valid_before.replace(tzinfo=datetime.timezone.utc)
+        after = certificate.not_valid_after.replace(tzinfo=datetime.UTC)
+        before = certificate.not_valid_before.replace(tzinfo=datetime.UTC)
     return after, before

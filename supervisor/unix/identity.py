@@ -9,18 +9,17 @@ psutil alone costs about ten (tests/integration/test_identity.py checks the two 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(NamedTuple):
     pid: int
     start_ticks: int
     exe: str
     boot_id: str
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return self._asdict()
 
     @classmethod
     def from_dict(cls, data: object) -> "Identity | None":

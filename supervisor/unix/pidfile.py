@@ -18,13 +18,12 @@ import errno
 import fcntl
 import os
 import stat
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from supervisor.errors import Exit, SvctlError
 
 
-@dataclass(frozen=True)
-class PidfileRead:
+class PidfileRead(NamedTuple):
     kind: str  # missing | ok | garbage | insecure | unreadable
     pid: int | None = None
     reason: str = ""
