@@ -7,7 +7,6 @@ imported on demand, so ``svctl status`` pays only for what status needs (no psut
 from __future__ import annotations
 
 import sys
-from typing import NamedTuple
 from importlib import import_module
 
 from supervisor.errors import Exit, SvctlError
@@ -37,9 +36,13 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 
-class Context(NamedTuple):
-    config_dir: str
-    run_dir: str
+class Context:
+    """Where service definitions and run directories are (from --config-dir/--run-dir or the env)."""
+
+    __slots__ = ("config_dir", "run_dir")
+
+    def __init__(self, config_dir: str, run_dir: str) -> None:
+        self.config_dir, self.run_dir = config_dir, run_dir
 
 
 def parse_globals(argv: list[str]) -> tuple[dict[str, str], list[str]]:

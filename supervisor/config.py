@@ -8,8 +8,7 @@ documents every key.
 from __future__ import annotations
 
 import os
-import re
-from typing import NamedTuple
+from collections import namedtuple
 
 from supervisor.core.schedule import Schedule, ScheduleError, format_schedule, parse_schedule
 from supervisor.core.signals import parse_signal
@@ -17,7 +16,7 @@ from supervisor.errors import ConfigError, Exit, SvctlError
 
 DEFAULT_CONFIG_DIR = "/etc/svctl"
 DEFAULT_RUN_DIR = "/run/svctl"
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+NAME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 RESTART_POLICIES = ("always", "on-failure", "never")
 PRESETS = ("jupyterhub",)
 READY_SCHEMES = ("http://", "https://", "tcp://")
@@ -26,36 +25,30 @@ READY_SCHEMES = ("http://", "https://", "tcp://")
 DEFAULT_STOP = parse_schedule("TERM/30/KILL/5")
 
 
-class ServiceConfig(NamedTuple):
-    name: str
-    path: str  # the TOML file it came from
-    command: tuple[str, ...]
-    description: str = ""
-    working_directory: str = "/"
-    user: str | None = None
-    environment: tuple[tuple[str, str], ...] = ()
-    pidfile: str = ""
-    stop: Schedule = DEFAULT_STOP
-    reload: str = "restart"  # "restart" or a signal name
-    reload_signal: int | None = None
-    restart: str = "on-failure"
-    ready: str | None = None
-    ready_timeout: float = 60.0
-    start_seconds: float = 0.5  # without `ready`: alive this long = started
-    watch: tuple[str, ...] = ()
-    check: tuple[str, ...] = ()
-    check_timeout: float = 60.0
-    log_file: str = ""
-    log_max_bytes: int = 10 * 1024 * 1024
-    log_backups: int = 5
-    events_file: str = ""
-    preset: str | None = None
-    min_uptime: float = 1.0  # a run at least this long resets the backoff
-    backoff_initial: float = 0.1
-    backoff_max: float = 30.0
-    give_up_after: int = 5
-    give_up_window: float = 60.0
-    give_up_cooldown: float = 300.0
+# field name -> default; `name`, `path` and `command` have none. A namedtuple, not a dataclass,
+# because `svctl status` must not pay for importing dataclasses (inspect) or typing.
+FIELDS: dict = {
+    "name": None, "path": None,  # the service name and the TOML file it came from
+    "command": None,  # tuple[str, ...]
+    "description": "", "working_directory": "/", "user": None,
+    "environment": (),  # tuple of (name, value) pairs
+    "pidfile": "", "stop": DEFAULT_STOP,
+    "reload": "restart", "reload_signal": None,  # "restart" or a signal name (and its number)
+    "restart": "on-failure", "ready": None, "ready_timeout": 60.0,
+    "start_seconds": 0.5,  # without `ready`: alive this long = started
+    "watch": (), "check": (), "check_timeout": 60.0,
+    "log_file": "", "log_max_bytes": 10 * 1024 * 1024, "log_backups": 5, "events_file": "",
+    "preset": None,
+    "min_uptime": 1.0,  # a run at least this long resets the backoff
+    "backoff_initial": 0.1, "backoff_max": 30.0,
+    "give_up_after": 5, "give_up_window": 60.0, "give_up_cooldown": 300.0,
+}
+
+
+class ServiceConfig(namedtuple("ServiceConfig", FIELDS, defaults=list(FIELDS.values())[3:])):
+    """One validated service definition (immutable)."""
+
+    __slots__ = ()
 
     @property
     def env(self) -> dict[str, str]:
@@ -100,7 +93,7 @@ KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 
 def validate_name(name: str) -> str:
     """Service names become file names and init-script words: letters, digits, ``_.-`` only."""
-    if not NAME_PATTERN.fullmatch(name):
+    if not (0 < len(name) <= 64 and name[0].isascii() and name[0].isalnum() and NAME_CHARACTERS.issuperset(name)):
         raise SvctlError(
             f"invalid service name {name!r}: use letters, digits, '_', '.', '-' (at most 64)", Exit.BAD_ARGS
         )
@@ -119,9 +112,30 @@ def service_path(name: str, directory: str) -> str:
     return os.path.join(directory, validate_name(name) + ".toml")
 
 
-def load(name: str, directory: str) -> ServiceConfig:
-    """Read and validate ``DIRECTORY/NAME.toml``."""
+def load(name: str, directory: str, state: dict | None = None) -> ServiceConfig:
+    """Read and validate ``DIRECTORY/NAME.toml``.
+
+    STATE is a running supervisor's trusted state.json: when the file is unchanged since the
+    supervisor recorded it (same inode, size, mtime and ctime), its recorded content is used and
+    the TOML parser is not even imported; that is most of what keeps `svctl status` fast.
+    """
     path = service_path(name, directory)
+    record = (state or {}).get("config") or {}
+    if record.get("path") == path and record.get("signature") == signature(path):
+        return from_mapping(name, path, record["data"], validated=True)
+    return from_mapping(name, path, read_mapping(path))
+
+
+def signature(path: str) -> list[int] | None:
+    """What changes whenever the file's content may have: inode, size, mtime and ctime."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return [info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+
+
+def read_mapping(path: str) -> dict:
     try:
         with open(path, "rb") as handle:
             raw = handle.read()
@@ -129,20 +143,35 @@ def load(name: str, directory: str) -> ServiceConfig:
         raise ConfigError(f"{path}: no such service definition (create it, or run 'svctl init')") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse(name, path, raw)
+    return parse_toml(path, raw)
 
 
-def parse(name: str, path: str, raw: bytes) -> ServiceConfig:
+def parse_toml(path: str, raw: bytes) -> dict:
     import tomllib
 
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return from_mapping(name, path, data)
 
 
-def from_mapping(name: str, path: str, data: dict) -> ServiceConfig:
+def parse(name: str, path: str, raw: bytes) -> ServiceConfig:
+    return from_mapping(name, path, parse_toml(path, raw))
+
+
+def record(config: ServiceConfig) -> dict | None:
+    """What a supervisor puts in state.json so that `load` can skip parsing an unchanged file."""
+    before = signature(config.path)
+    try:
+        data = read_mapping(config.path)
+    except ConfigError:
+        return None
+    if before is None or before != signature(config.path):
+        return None  # changed while we read it: no cache rather than a wrong one
+    return {"path": config.path, "signature": before, "data": data}
+
+
+def from_mapping(name: str, path: str, data: dict, validated: bool = False) -> ServiceConfig:
     def fail(key: str, reason: str) -> ConfigError:
         return ConfigError(f"{path}: {key}: {reason}")
 
@@ -186,7 +215,8 @@ def from_mapping(name: str, path: str, data: dict) -> ServiceConfig:
             raise fail("restart", f"{data['restart']!r} is not one of {', '.join(RESTART_POLICIES)}")
         values["restart"] = data["restart"]
     if "ready" in data:
-        values["ready"] = _ready_url(data["ready"], lambda r: fail("ready", r))
+        # content a supervisor already accepted needs no URL parsing (urllib) again
+        values["ready"] = data["ready"] if validated else _ready_url(data["ready"], lambda r: fail("ready", r))
     for key in ("ready_timeout", "start_seconds", "check_timeout", "min_uptime", "backoff_initial",
                 "backoff_max", "give_up_window", "give_up_cooldown"):
         if key in data:

@@ -8,7 +8,7 @@ matches what the supervisor recorded; nothing here signals anything.
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
+from collections import namedtuple
 
 from supervisor.config import ServiceConfig
 from supervisor.unix import rundir
@@ -16,13 +16,11 @@ from supervisor.unix.identity import Identity, verify
 from supervisor.unix.pidfile import PidfileRead, read_pidfile
 
 
-class Observation(NamedTuple):
-    pidfile: PidfileRead
-    state: dict | None
-    state_problem: str | None
-    supervisor: Identity | None  # verified alive, else None
-    service: Identity | None  # verified alive, else None
-    directory: str
+class Observation(namedtuple("Observation", "pidfile state state_problem supervisor service directory")):
+    """pidfile: PidfileRead; state: dict | None (state.json) and why it was refused; supervisor and
+    service: Identity of each if verified alive, else None; directory: the run directory."""
+
+    __slots__ = ()
 
     @property
     def machine(self) -> dict:
@@ -38,10 +36,11 @@ class Observation(NamedTuple):
         return self.supervisor is None and self.service is not None
 
 
-def observe(config: ServiceConfig, run_dir: str) -> Observation:
+def observe(config: ServiceConfig, run_dir: str, state_read: tuple | None = None) -> Observation:
+    """STATE_READ: the (state, problem) pair of rundir.read_state, if the caller already has it."""
     directory = rundir.service_dir(run_dir, config.name)
     pidfile = read_pidfile(config.pidfile)
-    state, problem = rundir.read_state(directory)
+    state, problem = state_read or rundir.read_state(directory)
     supervisor = service = None
     if state is not None:
         recorded = Identity.from_dict(state.get("supervisor"))

@@ -57,7 +57,12 @@ class Runtime:
         self.probe = None
         self.reloader = None
         self.exit_code: int | None = None
+        self.last_words: list = []  # replies held back until the PID file is gone
+        self.cleaned_up = False
         self.me = identity.identify(os.getpid())
+        from supervisor.config import record
+
+        self.config_record = record(config)  # lets `svctl status` skip the TOML parser
         self.log = EventLog(config.events_file, config.name, console)
         self.output = LogCapture(config.log_file, config.log_max_bytes, config.log_backups)
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -262,6 +267,9 @@ class Runtime:
                 self.exit_code = code
 
     def answer(self, token, code: int, message: str) -> None:
+        if self.exit_code is not None and not self.cleaned_up:
+            self.last_words.append((token, code, message))  # sent by shutdown, after the cleanup
+            return
         if isinstance(token, Launcher):
             token.answer(code, message)
         elif isinstance(token, socket.socket):
@@ -349,6 +357,7 @@ class Runtime:
             "supervisor": self.me.to_dict() if self.me else None,
             "service": self.service_identity.to_dict() if self.service_identity else None,
             "pgid": self.pgid, "output_fd": self.output.read_fd, "machine": status,
+            "config": self.config_record,
         })
 
     def shutdown(self) -> None:
@@ -366,3 +375,8 @@ class Runtime:
             pass
         self.output.close()
         self.publish()
+        if self.lock is not None:
+            self.lock.remove()  # before answering: "stopped" means the PID file is gone too
+        self.cleaned_up = True
+        for token, code, message in self.last_words:
+            self.answer(token, code, message)

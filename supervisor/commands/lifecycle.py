@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import os
-import select
 import sys
 import time
 
@@ -20,7 +19,9 @@ from supervisor.unix.pidfile import AlreadyLocked, PidfileLock, read_pidfile
 def load(context, args: list[str], verb: str) -> tuple[ServiceConfig, list[str]]:
     if not args or args[0].startswith("-"):
         raise SvctlError(f"usage: svctl {verb} NAME", Exit.BAD_ARGS)
-    return configuration.load(args[0], context.config_dir), args[1:]
+    name = configuration.validate_name(args[0])
+    state, _ = rundir.read_state(rundir.service_dir(context.run_dir, name))  # unchanged file: no TOML parse
+    return configuration.load(name, context.config_dir, state=state), args[1:]
 
 
 def require_privilege(config: ServiceConfig, run_dir: str, verb: str) -> None:
@@ -127,18 +128,6 @@ def ask(config: ServiceConfig, obs: Observation, command: str, timeout: float | 
     return code
 
 
-def wait_gone(pid: int, timeout: float) -> bool:
-    """Wait for a process to exit (pidfd: woken by the kernel, no polling)."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([pidfd], [], [], timeout)[0])
-    finally:
-        os.close(pidfd)
-
-
 # ---- stop -------------------------------------------------------------------------------------
 
 
@@ -151,12 +140,8 @@ def stop(context, args: list[str]) -> int:
 def stop_service(config: ServiceConfig, run_dir: str) -> int:
     obs = observe(config, run_dir)
     total = config.stop.total_seconds
-    if obs.supervised:
-        code = ask(config, obs, "stop", timeout=None if total is None else total * 2 + 30)
-        if code == Exit.OK and not wait_gone(obs.supervisor.pid, 10):
-            print(f"svctl: {config.name}: the supervisor (pid {obs.supervisor.pid}) did not exit", file=sys.stderr)
-            return Exit.FAILED
-        return code
+    if obs.supervised:  # "stopped" comes once the service is gone and the PID file removed
+        return ask(config, obs, "stop", timeout=None if total is None else total * 2 + 30)
     if obs.orphaned:  # its supervisor was killed: adopt it here, run the stop schedule, done
         try:
             lock = PidfileLock.acquire(config.pidfile)

@@ -87,8 +87,12 @@ def status(context, args: list[str]) -> int:
     if not args or args[0].startswith("-"):
         raise SvctlError("usage: svctl status NAME [--json]", 2)
     name, options = args[0], args[1:]
-    config = configuration.load(name, context.config_dir)
-    obs = observe(config, context.run_dir)
+    configuration.validate_name(name)
+    from supervisor.unix import rundir
+
+    state_read = rundir.read_state(rundir.service_dir(context.run_dir, name))
+    config = configuration.load(name, context.config_dir, state=state_read[0])
+    obs = observe(config, context.run_dir, state_read)
     code, headline, warnings = decide(obs)
     output = tail(config.log_file, 10)
     if "--json" in options:

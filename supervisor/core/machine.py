@@ -312,10 +312,10 @@ class Machine:
         purpose = run.purpose if run else "exit"
         if purpose == "exit" or self.goal == "down":
             self.state = State.STOPPED
-            self.emit(ev.Log("stopped", {}))
+            # exit first: the runtime answers "stopped" only once the PID file is gone
+            self.emit(ev.Log("stopped", {}), ev.ExitSupervisor(0))
             self.reply("stop", 0, "stopped")
             self.reply("reload", 1, "stopped")
-            self.emit(ev.ExitSupervisor(0))
         elif purpose == "reload":
             self.spawn("reload", now)
         elif purpose == "failed_start":

@@ -11,33 +11,33 @@ schedule must end with a timeout, so that every stop has an observed outcome.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections import namedtuple
 
 from supervisor.core.signals import parse_signal, signal_name
 
 
-# NamedTuples rather than dataclasses: `svctl status` imports this, and dataclasses pulls in
-# inspect (several ms). The `kind` field keeps Send(9) != Wait(9) under tuple equality.
-class Send(NamedTuple):
-    """Send this signal to what is left of the service."""
+# Plain namedtuples: `svctl status` imports this module and must start in a few milliseconds;
+# dataclasses would pull in inspect and typing.NamedTuple the typing module. The `kind` field keeps
+# Send(9) != Wait(9) under tuple equality.
+class Send(namedtuple("Send", "signal kind", defaults=("send",))):
+    """Send this signal (int) to what is left of the service."""
 
-    signal: int
-    kind: str = "send"
+    __slots__ = ()
 
 
-class Wait(NamedTuple):
-    """Wait up to this many seconds for the service to be gone."""
+class Wait(namedtuple("Wait", "seconds kind", defaults=("wait",))):
+    """Wait up to this many seconds (float) for the service to be gone."""
 
-    seconds: float
-    kind: str = "wait"
+    __slots__ = ()
 
 
 Step = Send | Wait
 
 
-class Schedule(NamedTuple):
-    steps: tuple[Step, ...]
-    repeat_from: int | None = None  # index of the first step after ``forever``
+class Schedule(namedtuple("Schedule", "steps repeat_from", defaults=(None,))):
+    """steps: tuple[Step, ...]; repeat_from: index of the first step after ``forever``, or None."""
+
+    __slots__ = ()
 
     def step_after(self, index: int) -> int | None:
         """Index of the step that follows ``index``, or None when the schedule is exhausted."""

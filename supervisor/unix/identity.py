@@ -9,14 +9,13 @@ psutil alone costs about ten (tests/integration/test_identity.py checks the two 
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
+from collections import namedtuple
 
 
-class Identity(NamedTuple):
-    pid: int
-    start_ticks: int
-    exe: str
-    boot_id: str
+class Identity(namedtuple("Identity", "pid start_ticks exe boot_id")):
+    """pid, start time in clock ticks since boot, executable path, boot id."""
+
+    __slots__ = ()
 
     def to_dict(self) -> dict:
         return self._asdict()

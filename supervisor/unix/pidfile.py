@@ -18,15 +18,15 @@ import errno
 import fcntl
 import os
 import stat
-from typing import NamedTuple
+from collections import namedtuple
 
 from supervisor.errors import Exit, SvctlError
 
 
-class PidfileRead(NamedTuple):
-    kind: str  # missing | ok | garbage | insecure | unreadable
-    pid: int | None = None
-    reason: str = ""
+class PidfileRead(namedtuple("PidfileRead", "kind pid reason", defaults=(None, ""))):
+    """kind: missing | ok | garbage | insecure | unreadable; pid when ok; reason when not."""
+
+    __slots__ = ()
 
 
 def trusted_owner(uid: int) -> bool:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -21,103 +20,21 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
+from helpers import ARTIFACTS, Namespace, missing, processes, wait_for
 
-from supervisor.jupyterhub.scaffold import find_jupyterhub, find_proxy
+from supervisor.jupyterhub.scaffold import find_jupyterhub
 
-REPO = Path(__file__).resolve().parents[2]
 PORT, HUB_PORT, API_PORT = 19260, 19261, 19262
 HEALTH = f"https://[::1]:{PORT}/hub/health"
 TOKEN = "e2e-token-0123456789abcdef0123456789"
-ARTIFACTS = REPO / "tests" / "artifacts"
 
 pytestmark = pytest.mark.slow
-
-# Runs inside the namespace: GET URL (self-signed certificate), print the status code or 0.
-GET = """
-import ssl, sys, urllib.request, urllib.error
-context = ssl._create_unverified_context()
-request = urllib.request.Request(sys.argv[1], headers={"Authorization": "token " + sys.argv[2]} if len(sys.argv) > 2 else {})
-try:
-    print(urllib.request.urlopen(request, context=context, timeout=5).status)
-except urllib.error.HTTPError as exc:
-    print(exc.code)
-except Exception:
-    print(0)
-"""
-
-
-def _missing() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network namespace)"
-    for tool in ("ip",):
-        if shutil.which(tool) is None:
-            return f"needs {tool}"
-    if find_jupyterhub() is None:
-        return "jupyterhub is not installed (make jupyterhub-deps)"
-    if find_proxy((str(REPO), os.getcwd())) is None:
-        return "configurable-http-proxy is not installed (make jupyterhub-deps)"
-    if shutil.which("node") is None:
-        return "node is not installed"
-    return None
-
-
-class Namespace:
-    """A network namespace whose loopback has ::1 only."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        subprocess.run(["ip", "netns", "add", name], check=True)
-        self.run("ip", "link", "set", "lo", "up", check=True)
-        self.run("ip", "addr", "del", "127.0.0.1/8", "dev", "lo", check=True)
-
-    def run(self, *argv: str, check: bool = False, timeout: float = 180) -> subprocess.CompletedProcess:
-        return subprocess.run(["ip", "netns", "exec", self.name, *argv], capture_output=True, text=True,
-                              check=check, timeout=timeout)
-
-    def pids(self) -> list[int]:
-        result = subprocess.run(["ip", "netns", "pids", self.name], capture_output=True, text=True, check=False)
-        return [int(word) for word in result.stdout.split()]
-
-    def get(self, url: str, token: str | None = None) -> int:
-        result = self.run(sys.executable, "-c", GET, url, *([token] if token else []), timeout=30)
-        return int(result.stdout.strip() or 0)
-
-    def destroy(self) -> None:
-        for pid in self.pids():  # only processes this test started live in its namespace
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        subprocess.run(["ip", "netns", "del", self.name], check=False)
-
-
-def processes(pids: list[int], word: str) -> list[int]:
-    found = []
-    for pid in pids:
-        try:
-            argv = psutil.Process(pid).cmdline()
-        except psutil.Error:
-            continue
-        if any(word in os.path.basename(part) for part in argv[:3]):
-            found.append(pid)
-    return found
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture
 def netns():
-    reason = _missing()
+    reason = missing()
     if reason:
         pytest.skip(reason)
     namespace = Namespace(f"svctl-e2e-{os.getpid()}")

@@ -1,0 +1,223 @@
+"""Scale and idle cost: 100 services under svctl (one supervisor each) and under one supervisord.
+
+1. start 100: svctl = 100 `svctl start` commands launched at once (as a parallel boot would);
+   supervisord = `supervisorctl start all` (autostart=false, startsecs=0). Two figures each: until
+   every child has written its marker, and until the control command(s) returned.
+2. idle: with everything up, sample CPU time, context switches (all threads), RSS and PSS of the
+   supervisor processes over a window (20 s; 5 s with --quick), for svctl with 1 and 100 services,
+   supervisord with 1 and 100 programs, and the floor parent, all in the same window.
+3. crash→respawn while 100 are supervised: one victim service among the 100, interleaved like
+   bench_respawn (svctl fills supervisord's settle time).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from bench_respawn import SUPERVISORD_SETTLE, interleave
+from harness import MarkerDir, alive, proc_cost
+from subjects import Floor, Supervisord, Svctl, marker_command
+
+N = 100  # --quick: 30 (see run())
+VICTIM = "s010"
+
+
+def names() -> list[str]:
+    return [f"s{i:03d}" for i in range(N)]
+
+
+def count(markers: MarkerDir) -> int:
+    return sum(1 for p in markers.path.iterdir() if p.name.isdigit())
+
+
+def start_svctl_all(svc: Svctl, markers: MarkerDir, vmarkers: MarkerDir) -> tuple[float, float, list[str]]:
+    for d in (markers, vmarkers):
+        for p in d.path.iterdir():
+            p.unlink()
+    t0 = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            svc.cmd("start", name), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        for name in names()
+    ]
+    all_markers = None
+    failures = []
+    pending = list(procs)
+    while pending or all_markers is None:
+        if all_markers is None and count(markers) + count(vmarkers) >= N:
+            all_markers = time.perf_counter() - t0
+        for proc in list(pending):
+            if proc.poll() is not None:
+                pending.remove(proc)
+                if proc.returncode != 0:
+                    failures.append(proc.stdout.read().decode(errors="replace").strip()[-200:])
+        if time.perf_counter() - t0 > 120:
+            raise TimeoutError(f"svctl start x{N}: {count(markers)} markers after 120 s")
+        time.sleep(0.001)
+    return all_markers, time.perf_counter() - t0, failures
+
+
+def stop_svctl_all(svc: Svctl) -> None:
+    procs = [
+        subprocess.Popen(
+            svc.cmd("stop", name),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name in names()
+    ]
+    for proc in procs:
+        proc.wait(120)
+
+
+def start_supd_all(supd: Supervisord, markers: MarkerDir, vmarkers: MarkerDir) -> tuple[float, float]:
+    for d in (markers, vmarkers):
+        for p in d.path.iterdir():
+            p.unlink()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        supd.ctl_cmd("start", "all"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    all_markers = None
+    while proc.poll() is None or all_markers is None:
+        if all_markers is None and count(markers) + count(vmarkers) >= N:
+            all_markers = time.perf_counter() - t0
+        if time.perf_counter() - t0 > 120:
+            raise TimeoutError("supervisorctl start all: 120 s")
+        time.sleep(0.001)
+    return all_markers, time.perf_counter() - t0
+
+
+def sample(groups: dict[tuple[str, int], list[int]]) -> dict:
+    out = {}
+    for key, pids in groups.items():
+        out[key] = [proc_cost(pid) for pid in pids if alive(pid)]
+    return out
+
+
+def run(ctx) -> None:
+    global N
+    N = 30 if ctx.quick else 100
+    ctx.extra["scale_n"] = N
+    trials = 1 if ctx.quick else 2
+    window = 5.0 if ctx.quick else 20.0
+    root = ctx.root / "scale"
+    # supervisord with 100 programs (autostart false: `start all` is timed) and with 1 program
+    sd_m, sd_v = MarkerDir(root / "supd100"), MarkerDir(root / "supd100-victim")
+    programs = {
+        name: {
+            "command": " ".join(marker_command((sd_v if name == VICTIM else sd_m).path)),
+            "autostart": False,
+        }
+        for name in names()
+    }
+    supd = ctx.keep(Supervisord(programs, tag="supd100"))
+    supd.boot()
+    sd1_m = MarkerDir(root / "supd1")
+    supd1 = ctx.keep(Supervisord({"one": {"command": " ".join(marker_command(sd1_m.path))}}, tag="supd1"))
+    supd1.boot()
+    floor = ctx.keep(Floor())
+    floor.boot()
+
+    svc = None
+    if ctx.svctl_ok:
+        svc = ctx.keep(Svctl("svctl100"))
+        sv_m, sv_v = MarkerDir(root / "svctl100"), MarkerDir(root / "svctl100-victim")
+        for name in names():
+            svc.define(name, marker_command((sv_v if name == VICTIM else sv_m).path), stop="TERM/5/KILL/1")
+        svc1 = ctx.keep(Svctl("svctl1"))
+        sv1_m = svc1.markers("one")
+        svc1.define("one", marker_command(sv1_m.path), stop="TERM/5/KILL/1")
+        wall, rc, out = svc1.start("one")
+        if rc != 0:
+            ctx.note(f"scale: svctl start one exited {rc}: {out.strip()[-200:]}")
+
+    for t in range(trials):
+        last = t == trials - 1
+        markers_s, cmd_s = start_supd_all(supd, sd_m, sd_v)
+        ctx.record("start100", "supervisord", [markers_s * 1000])
+        ctx.record("start100_cmd", "supervisord", [cmd_s * 1000])
+        line = f"  start {N}: supervisord markers {markers_s * 1000:.0f} ms, command {cmd_s * 1000:.0f} ms"
+        if svc:
+            markers_v, cmd_v, failures = start_svctl_all(svc, sv_m, sv_v)
+            ctx.record("start100", "svctl", [markers_v * 1000])
+            ctx.record("start100_cmd", "svctl", [cmd_v * 1000])
+            if failures:
+                ctx.note(f"scale: {len(failures)} svctl start failed, e.g. {failures[0]}")
+            line += f"; svctl markers {markers_v * 1000:.0f} ms, commands {cmd_v * 1000:.0f} ms"
+        ctx.log(line)
+        if not last:
+            supd.ctl("stop", "all")
+            if svc:
+                stop_svctl_all(svc)
+
+    # idle window, everything sampled together
+    time.sleep(1.0)
+    groups: dict[tuple[str, int], list[int]] = {
+        ("supervisord", 1): [supd1.pid],
+        ("supervisord", N): [supd.pid],
+        ("floor", 1): [floor.proc.pid],
+    }
+    if svc:
+        groups[("svctl", 1)] = [p for p in [svc1.supervisor_pid("one")] if p]
+        groups[("svctl", N)] = [p for p in (svc.supervisor_pid(n) for n in names()) if p]
+    before = sample(groups)
+    t0 = time.monotonic()
+    time.sleep(window)
+    after = sample(groups)
+    seconds = time.monotonic() - t0
+    rows = []
+    for subject, services in groups:
+        a, b = after[(subject, services)], before[(subject, services)]
+        if not a or len(a) != len(b):
+            ctx.note(f"idle: {subject} x{services}: {len(b)} processes before, {len(a)} after")
+            continue
+        cpu = sum(x["cpu"] for x in a) - sum(x["cpu"] for x in b)
+        wake = sum(x["vol"] + x["invol"] for x in a) - sum(x["vol"] + x["invol"] for x in b)
+        rss = sum(x["rss"] for x in a)
+        pss = sum(x["pss"] for x in a)
+        rows.append(
+            {
+                "subject": subject,
+                "services": services,
+                "processes": len(a),
+                "seconds": seconds,
+                "cpu_s": cpu,
+                "wakeups_per_s_per_process": wake / seconds / len(a),
+                "rss_mb_per_service": rss / services,
+                "pss_mb_per_service": pss / services,
+                "pss_mb_total": pss,
+                "threads": [x["threads"] for x in a][:3],
+            }
+        )
+        ctx.log(
+            f"  idle {subject} x{services}: cpu {cpu:.3f} s,"
+            f" {wake / seconds / len(a):.2f} wake-ups/s/process,"
+            f" RSS {rss / services:.1f} MB/service, PSS total {pss:.1f} MB"
+        )
+    ctx.extra["idle"] = rows
+
+    # crash→respawn with 100 supervised
+    fast, slow = {}, {}
+    if svc:
+        pid = sv_v.latest_pid()
+        fast["svctl"] = (sv_v, pid)
+    pid = sd_v.latest_pid()
+    slow["supervisord"] = (sd_v, pid)
+    time.sleep(SUPERVISORD_SETTLE)
+    results = interleave(fast, slow, 10 if ctx.quick else 40, 2 if ctx.quick else 8, ctx.log)
+    for name, values in results.items():
+        ctx.record("respawn100", name, values)
+
+    if svc:
+        stop_svctl_all(svc)
+        svc1.stop("one")
+    supd.shutdown()
+    supd1.shutdown()
+    floor.shutdown()

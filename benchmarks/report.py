@@ -1,0 +1,370 @@
+"""Turn one run's data into benchmarks/results/latest.{md,json,png}; return the Markdown text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness import dump_json, quantile
+
+# metric id -> (title, floor subject or None, subjects in display order)
+METRICS: dict[str, tuple[str, str | None, list[str]]] = {
+    "respawn": ("crash→respawn", "floor", ["svctl", "floor", "supervisord"]),
+    "respawn100": ("crash→respawn, 100 supervised", "floor", ["svctl", "floor", "supervisord"]),
+    "stop": ("stop, TERM-obedient child", "floor", ["svctl", "floor", "start-stop-daemon", "supervisorctl"]),
+    "overshoot_kill": (
+        "stop overshoot: SIGTERM→child gone − 2 s (TERM-ignoring, TERM/2/KILL/1)",
+        None,
+        ["svctl", "start-stop-daemon", "supervisorctl"],
+    ),
+    "overshoot": (
+        "stop overshoot: command wall − 2 s (same trials)",
+        None,
+        ["svctl", "start-stop-daemon", "supervisorctl"],
+    ),
+    "stop_phase1": ("`svctl stop` phase: command start → service gone", None, ["svctl"]),
+    "stop_phase2": ("`svctl stop` phase: service gone → supervisor gone", None, ["svctl"]),
+    "stop_phase3": ("`svctl stop` phase: supervisor gone → command returns", None, ["svctl"]),
+    "overshoot_phase1": ("overshoot trials: command start → service gone", None, ["svctl"]),
+    "overshoot_phase2": ("overshoot trials: service gone → supervisor gone", None, ["svctl"]),
+    "overshoot_phase3": ("overshoot trials: supervisor gone → command returns", None, ["svctl"]),
+    "start_running": ("start → running", None, ["svctl", "start-stop-daemon", "supervisorctl"]),
+    "start_ready": ("start → ready (tcp://[::1] probe)", None, ["svctl"]),
+    "status": (
+        "status wall",
+        "python3 -c pass",
+        [
+            "svctl",
+            "supervisorctl",
+            "start-stop-daemon",
+            "status_of_proc",
+            "python3 -c pass",
+            "venv python -c pass",
+        ],
+    ),
+    "start100": ("start 100 services (all markers written)", None, ["svctl", "supervisord"]),
+    "start100_cmd": ("start 100 services (control commands return)", None, ["svctl", "supervisord"]),
+    "reload": ("config edit → reload applied, overhead", None, ["svctl"]),
+    "reload_total": ("config edit → new child serving, total", None, ["svctl"]),
+    "reload_cmd": ("`svctl reload` → applied, overhead", None, ["svctl"]),
+    "soak_respawn": ("crash→respawn during the soak", None, ["svctl"]),
+}
+
+
+def _med(data, metric, subject):
+    values = data["latency_ms"].get(metric, {}).get(subject)
+    return quantile(values, 0.5) if values else None
+
+
+def _fmt(value, digits=1):
+    if value is None:
+        return "–"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.{digits}f}"
+
+
+def latency_table(data) -> list[str]:
+    lines = [
+        "| metric | subject | n | median ms | p95 ms | × floor | supervisord ÷ subject |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for metric, (title, floor, order) in METRICS.items():
+        subjects = data["latency_ms"].get(metric)
+        if not subjects:
+            continue
+        names = [s for s in order if s in subjects] + [s for s in subjects if s not in order]
+        title = title.replace("100", str(data["extra"].get("scale_n", 100)))
+        floor_med = _med(data, metric, floor) if floor else None
+        supd = _med(data, metric, "supervisord") or _med(data, metric, "supervisorctl")
+        for name in names:
+            values = subjects[name]
+            med, p95 = quantile(values, 0.5), quantile(values, 0.95)
+            ratio = f"{med / floor_med:.2f}×" if floor_med and name != floor and med and med > 0 else ""
+            speed = (
+                (f"{supd / med:.0f}×" if supd / med >= 10 else f"{supd / med:.2f}×")
+                if supd and supd > 0 and med and med > 0 and name not in ("supervisord", "supervisorctl")
+                else ""
+            )
+            lines.append(
+                f"| {title} | {name} | {len(values)} | {_fmt(med)} | {_fmt(p95)} | {ratio} | {speed} |"
+            )
+    return lines
+
+
+def idle_table(data) -> list[str]:
+    rows = data["extra"].get("idle")
+    if not rows:
+        return []
+    seconds = rows[0]["seconds"]
+    lines = [
+        f"Idle cost over {seconds:.0f} s (supervisor processes only; wake-ups = voluntary + involuntary "
+        "context switches of all threads):",
+        "",
+        "| subject | services | supervisor processes | CPU s | wake-ups/s per process | RSS MB per service | "
+        "PSS MB per service | PSS MB total |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['subject']} | {row['services']} | {row['processes']} | {row['cpu_s']:.3f} | "
+            f"{row['wakeups_per_s_per_process']:.2f} | {row['rss_mb_per_service']:.1f} | "
+            f"{row['pss_mb_per_service']:.1f} | {row['pss_mb_total']:.1f} |"
+        )
+    return lines
+
+
+def soak_table(data) -> list[str]:
+    soak = data["extra"].get("soak")
+    if not soak:
+        return []
+    lines = [
+        f"Soak: {soak['crashes']} crash-restarts of one service in {soak['seconds']:.0f} s "
+        f"({soak['missed']} not seen within 10 s).",
+        "",
+        "| after crashes | supervisor fds | supervisor RSS MB | supervisor threads |",
+        "|---:|---:|---:|---:|",
+    ]
+    for point in soak["samples"]:
+        lines.append(f"| {point['crashes']} | {point['fds']} | {point['rss']:.2f} | {point['threads']} |")
+    return lines
+
+
+def targets(data) -> list[tuple[str, str, str]]:
+    """(target, measured, verdict) for every svctl target of issue 7."""
+    out: list[tuple[str, str, str]] = []
+    med = lambda m, s: _med(data, m, s)  # noqa: E731
+
+    def verdict(ok):
+        return "–" if ok is None else ("met" if ok else "**MISSED**")
+
+    s, f, d = med("respawn", "svctl"), med("respawn", "floor"), med("respawn", "supervisord")
+    out.append(("crash→respawn median ≤ 20 ms", f"{_fmt(s)} ms", verdict(None if s is None else s <= 20)))
+    out.append(
+        (
+            "crash→respawn ≤ 1.3× floor",
+            f"{s / f:.2f}× ({_fmt(f)} ms floor)" if s and f else "–",
+            verdict(None if not (s and f) else s <= 1.3 * f),
+        )
+    )
+    out.append(
+        (
+            "crash→respawn ≥ 50× faster than supervisord",
+            f"{d / s:.0f}× ({_fmt(d)} ms)" if s and d else "–",
+            verdict(None if not (s and d) else d / s >= 50),
+        )
+    )
+    s100 = med("respawn100", "svctl")
+    out.append(
+        (
+            f"crash→respawn with {data['extra'].get('scale_n', 100)} supervised unchanged"
+            " (≤ 1.3× of 1 service, or ≤ +3 ms)",
+            f"{_fmt(s100)} ms vs {_fmt(s)} ms" if s100 and s else "–",
+            verdict(None if not (s100 and s) else s100 <= max(1.3 * s, s + 3)),
+        )
+    )
+    st, sf = med("stop", "svctl"), med("stop", "floor")
+    out.append(
+        (
+            "stop (TERM-obedient) ≤ floor + 5 ms",
+            f"{_fmt(st)} ms vs floor {_fmt(sf)} ms" if st and sf else "–",
+            verdict(None if not (st and sf) else st <= sf + 5),
+        )
+    )
+    ov, ovc = med("overshoot_kill", "svctl"), med("overshoot", "svctl")
+    out.append(
+        (
+            "stop overshoot beyond 2 s ≤ 20 ms (SIGTERM → child gone)",
+            f"{_fmt(ov)} ms",
+            verdict(None if ov is None else ov <= 20),
+        )
+    )
+    out.append(
+        (
+            "stop overshoot beyond 2 s ≤ 20 ms (whole `svctl stop` command)",
+            f"{_fmt(ovc)} ms",
+            verdict(None if ovc is None else ovc <= 20),
+        )
+    )
+    stat = med("status", "svctl")
+    out.append(
+        ("`svctl status` median ≤ 30 ms", f"{_fmt(stat)} ms", verdict(None if stat is None else stat <= 30))
+    )
+    for row in data["extra"].get("idle") or []:
+        if row["subject"] != "svctl":
+            continue
+        w = row["wakeups_per_s_per_process"]
+        out.append(
+            (
+                f"idle wake-ups ≤ 0.1/s per supervisor ({row['services']} service(s))",
+                f"{w:.2f}/s",
+                verdict(w <= 0.1),
+            )
+        )
+        r = row["rss_mb_per_service"]
+        out.append(
+            (
+                f"RSS ≤ 25 MB per supervised service ({row['services']} service(s))",
+                f"{r:.1f} MB (PSS {row['pss_mb_per_service']:.1f} MB)",
+                verdict(r <= 25),
+            )
+        )
+    s100s, d100s = med("start100", "svctl"), med("start100", "supervisord")
+    if s100s:
+        n100 = data["extra"].get("scale_n", 100)
+        out.append(
+            (
+                f"start {n100} services (report, vs supervisord)",
+                f"{_fmt(s100s)} ms vs {_fmt(d100s)} ms",
+                "report",
+            )
+        )
+    rl = med("reload", "svctl")
+    out.append(
+        (
+            "config edit → reload overhead ≤ 300 ms",
+            f"{_fmt(rl)} ms",
+            verdict(None if rl is None else rl <= 300),
+        )
+    )
+    soak = data["extra"].get("soak")
+    if soak and soak["samples"]:
+        first, last = soak["samples"][0], soak["samples"][-1]
+        grow_fd = last["fds"] - first["fds"]
+        grow_rss = last["rss"] - first["rss"]
+        out.append(
+            (
+                f"soak {soak['crashes']} crashes: fds and RSS do not grow",
+                f"fds {first['fds']}→{last['fds']}, RSS {first['rss']:.2f}→{last['rss']:.2f} MB",
+                verdict(grow_fd <= 0 and grow_rss <= 1.0),
+            )
+        )
+    return out
+
+
+def chart(data, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    colors = {
+        "svctl": "#1f77b4",
+        "floor": "#7f7f7f",
+        "supervisord": "#d62728",
+        "supervisorctl": "#d62728",
+        "start-stop-daemon": "#2ca02c",
+        "status_of_proc": "#9467bd",
+        "python3 -c pass": "#bcbd22",
+    }
+    labels, meds, lows, highs, cols = [], [], [], [], []
+    for metric, (title, _floor, order) in METRICS.items():
+        subjects = data["latency_ms"].get(metric)
+        if not subjects or metric in ("reload_total", "soak_respawn") or "_phase" in metric:
+            continue
+        for name in [s for s in order if s in subjects] + [s for s in subjects if s not in order]:
+            values = subjects[name]
+            med = quantile(values, 0.5)
+            if not med or med <= 0:
+                continue
+            labels.append(f"{title} · {name}")
+            meds.append(med)
+            lows.append(0)
+            highs.append(max(0.0, quantile(values, 0.95) - med))
+            cols.append(colors.get(name, "#17becf"))
+    if not labels:
+        return False
+    fig, ax = plt.subplots(figsize=(11, 0.32 * len(labels) + 1.6))
+    y = list(range(len(labels)))[::-1]
+    ax.barh(y, meds, xerr=[lows, highs], color=cols, ecolor="black", capsize=2)
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("milliseconds (median; whisker to p95; log scale)")
+    machine = data["machine"]
+    ax.set_title(
+        f"svctl vs peers — {machine['cpu']}, {machine['cores']} cores, {machine['date']}"
+        f"{' (quick)' if data['quick'] else ''}",
+        fontsize=9,
+    )
+    for yy, med, high in zip(y, meds, highs, strict=True):
+        ax.text((med + high) * 1.08, yy, f"{med:.1f}", va="center", fontsize=7)
+    ax.grid(axis="x", which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+HOW_TO_READ = [
+    "crash→respawn: from kill(2) of the child to inotify reporting the new child's marker; it includes "
+    "the child's own exec of /bin/sh (the floor pays it too). supervisord respawns only on its next 1 s "
+    "poll tick, and when the pipe EOF wakes it before the killed child is reapable (SIGCHLD does not "
+    "interrupt its poll) it also detects the exit a tick late: 1 or 2 s.",
+    "stop phases: pidfds on the service and on its supervisor split the `svctl stop` wall time into "
+    "command start → service gone (interpreter, imports, config, control request, SIGTERM), "
+    "service gone → supervisor gone, and supervisor gone → command returns (including interpreter exit).",
+    "overshoot: 'SIGTERM→child gone' is stamped by the child itself (it creates term-<pid> when SIGTERM "
+    "arrives) and by a pidfd on it; 'command wall' also contains the control command's own start-up.",
+    "status: python3 -c pass is /usr/bin/python3 without a venv; the venv's python also loads the venv's "
+    ".pth files (the setuptools editable-install finder, about 10 ms, which svctl's imports mostly share).",
+    "start 100: svctl runs 100 `svctl start` commands at once on the 2 cores (one supervisor process per "
+    "service); supervisord runs `supervisorctl start all` in its single process.",
+    "idle: wake-ups are voluntary + involuntary context switches of all threads of the supervisor "
+    "process(es); RSS/PSS from /proc/PID/smaps_rollup.",
+]
+
+
+def write(data, out: Path) -> str:
+    m = data["machine"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['mem_mb']} MB, Linux {m['kernel']}, "
+        f"Python {m['python']}; {m['date']}; {'quick' if data['quick'] else 'full'} run, "
+        f"{data['elapsed_s']:.0f} s; load average (1 min) {m.get('loadavg_before', ['?'])[0]} before, "
+        f"{m.get('loadavg_after', ['?'])[0]} after (the machine is shared: compare within a run).",
+        "",
+    ]
+    if data.get("svctl_unavailable"):
+        lines += [f"**svctl was not measurable in this run:** {data['svctl_unavailable']}", ""]
+    lines += ["| svctl target | measured | verdict |", "|---|---|---|"]
+    lines += [f"| {t} | {v} | {ok} |" for t, v, ok in targets(data)]
+    lines += ["", *latency_table(data), ""]
+    idle = idle_table(data)
+    if idle:
+        lines += [*idle, ""]
+    soak = soak_table(data)
+    if soak:
+        lines += [*soak, ""]
+    lines += [f"- {text}" for text in HOW_TO_READ]
+    for note in data.get("notes") or []:
+        lines.append(f"- note: {note}")
+    for name, err in (data.get("errors") or {}).items():
+        lines.append(f"- error in {name}: {err}")
+    text = "\n".join(lines).rstrip() + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.md").write_text(text)
+    dump_json(out / "latest.json", data)
+    if chart(data, out / "latest.png"):
+        text += f"\nChart: {out / 'latest.png'}\n"
+    if not data["quick"] and out.resolve() == (Path(__file__).resolve().parent / "results"):
+        update_docs(text)
+    return text
+
+
+def update_docs(table: str) -> None:
+    """Replace the block between the bench markers in docs/bench.md with this run's tables."""
+    doc = Path(__file__).resolve().parent.parent / "docs" / "bench.md"
+    try:
+        content = doc.read_text()
+    except OSError:
+        return
+    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    if begin not in content or end not in content:
+        return
+    head, rest = content.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    body = table.split("\nChart:", 1)[0].rstrip()
+    doc.write_text(
+        f"{head}{begin}\n{body}\n\n![benchmark chart](../benchmarks/results/latest.png)\n{end}{tail}"
+    )
