@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections import namedtuple
 
-from supervisor.core.schedule import Schedule, ScheduleError, format_schedule, parse_schedule
+from supervisor.core.schedule import ScheduleError, format_schedule, parse_schedule
 from supervisor.core.signals import parse_signal
 from supervisor.errors import ConfigError, Exit, SvctlError
 

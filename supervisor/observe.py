@@ -13,7 +13,7 @@ from collections import namedtuple
 from supervisor.config import ServiceConfig
 from supervisor.unix import rundir
 from supervisor.unix.identity import Identity, verify
-from supervisor.unix.pidfile import PidfileRead, read_pidfile
+from supervisor.unix.pidfile import read_pidfile
 
 
 class Observation(namedtuple("Observation", "pidfile state state_problem supervisor service directory")):

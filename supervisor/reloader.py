@@ -8,7 +8,7 @@ Imported only for services with ``watch`` or ``check`` set, so others never load
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from supervisor.config import ServiceConfig
 from supervisor.core import events as ev

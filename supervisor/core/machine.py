@@ -8,8 +8,9 @@ TRANSITIONS or raises IllegalTransition, like s6-supervise's total action table.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, Callable
+from enum import StrEnum
+from typing import Any
+from collections.abc import Callable
 
 from supervisor.core import events as ev
 from supervisor.core.backoff import BackoffPolicy, FailureHistory, GiveUp, decide
@@ -17,7 +18,7 @@ from supervisor.core.schedule import Schedule, Send, format_schedule
 from supervisor.core.signals import signal_name
 
 
-class State(str, Enum):
+class State(StrEnum):
     STOPPED = "stopped"
     STARTING = "starting"
     RUNNING = "running"

@@ -21,7 +21,7 @@ class Identity(namedtuple("Identity", "pid start_ticks exe boot_id")):
         return self._asdict()
 
     @classmethod
-    def from_dict(cls, data: object) -> "Identity | None":
+    def from_dict(cls, data: object) -> Identity | None:
         if not isinstance(data, dict):
             return None
         try:

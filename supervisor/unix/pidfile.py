@@ -98,7 +98,7 @@ class PidfileLock:
         self.fd = fd
 
     @classmethod
-    def acquire(cls, path: str) -> "PidfileLock":
+    def acquire(cls, path: str) -> PidfileLock:
         """Lock PATH (creating it); AlreadyLocked if a live supervisor holds it."""
         directory = os.path.dirname(path) or "."
         problem = directory_problem(directory)
@@ -161,7 +161,7 @@ class PidfileLock:
             self.fd = -1
 
     # python-daemon's pidfile protocol
-    def __enter__(self) -> "PidfileLock":
+    def __enter__(self) -> PidfileLock:
         self.write(os.getpid())
         return self
 

@@ -31,7 +31,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 from supervisor.errors import SvctlError
 

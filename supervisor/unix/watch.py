@@ -23,7 +23,8 @@ import hashlib
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
+from collections.abc import Callable, Iterable
 
 from supervisor.errors import SvctlError
 

@@ -27,7 +27,7 @@ def test_fifty_sigkills_fifty_restarts(sandbox):
     assert sandbox.cli("start", "demo").returncode == 0
     for round_ in range(50):
         # kill each incarnation once it is really up (has written its marker)
-        lines = poll_until(lambda: marker.exists() and len(marker.read_text().splitlines()) == round_ + 1
+        lines = poll_until(lambda n=round_ + 1: marker.exists() and len(marker.read_text().splitlines()) == n
                            and marker.read_text().splitlines(), what=f"start #{round_ + 1}")
         os.kill(int(lines[-1].split()[1]), signal.SIGKILL)
     poll_until(lambda: len(marker.read_text().splitlines()) == 51, what="51 starts")

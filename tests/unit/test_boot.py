@@ -61,7 +61,7 @@ def render(case: str) -> list[boot.File]:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_render_matches_golden(case):
     """Rendering is deterministic and reviewed: any change shows up as a golden diff."""
-    for file, suffix in zip(render(case), (".initd", ".service")):
+    for file, suffix in zip(render(case), (".initd", ".service"), strict=True):
         golden = GOLDEN / f"{case}{suffix}"
         if os.environ.get("SVCTL_UPDATE_GOLDEN"):
             golden.write_text(file.text, encoding="utf-8")

@@ -45,7 +45,7 @@ class Wakes:
         while True:
             with self.cond:
                 seen = self.count
-                if not self.cond.wait_for(lambda: self.count > seen, quiet):
+                if not self.cond.wait_for(lambda seen=seen: self.count > seen, quiet):
                     return self.count
 
 
@@ -73,7 +73,7 @@ def write(path, text: str) -> None:
 def edit_and_expect(wakes: Wakes, watcher: ConfigWatcher, edit, expected: list[str]) -> None:
     before = wakes.settle()
     edit()
-    assert wakes.wait_for_more_than(before), "no wake-up within %.0fs" % WAIT
+    assert wakes.wait_for_more_than(before), f"no wake-up within {WAIT:.0f}s"
     wakes.settle()
     assert watcher.changed() == expected
     watcher.accept()
