@@ -1,0 +1,123 @@
+"""Identity checks and PID file trust rules against the real kernel and filesystem."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import psutil
+import pytest
+
+from conftest import IS_ROOT
+from supervisor.unix.identity import boot_id, identify, process_group_alive, verify
+from supervisor.unix.pidfile import AlreadyLocked, PidfileLock, read_pidfile
+
+
+@pytest.fixture
+def sleeper():
+    child = subprocess.Popen(["/bin/sleep", "100"], start_new_session=True)
+    yield child
+    child.kill()
+    child.wait()
+
+
+def test_identity_agrees_with_psutil(sleeper):
+    """Our /proc reading (used because status must not import psutil) matches psutil's view."""
+    me = identify(sleeper.pid)
+    process = psutil.Process(sleeper.pid)
+    ticks = os.sysconf("SC_CLK_TCK")
+    assert me.exe == process.exe() == "/usr/bin/sleep"
+    assert abs(psutil.boot_time() + me.start_ticks / ticks - process.create_time()) < 0.05
+    assert me.boot_id == boot_id() and verify(me)
+
+
+def test_a_reused_pid_fails_verification(sleeper):
+    """Same PID, other start time (what PID reuse looks like) is not the same process."""
+    me = identify(sleeper.pid)
+    assert not verify(me._replace(start_ticks=me.start_ticks - 1))
+    assert not verify(me._replace(boot_id="another-boot"))
+    assert not verify(me._replace(exe="/usr/bin/other"))
+
+
+def test_zombies_and_pid_one_are_never_identified():
+    child = subprocess.Popen(["/bin/true"])
+    deadline = time.monotonic() + 5
+    while open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert identify(child.pid) is None  # a zombie: not alive for us
+    assert not process_group_alive(child.pid)
+    child.wait()
+    assert identify(1) is None and identify(0) is None
+
+
+def test_process_group_alive(sleeper):
+    assert process_group_alive(sleeper.pid)
+    sleeper.kill()
+    sleeper.wait()
+    assert not process_group_alive(sleeper.pid)
+
+
+def write(path, text: str, mode: int = 0o644) -> None:
+    path.write_text(text)
+    os.chmod(path, mode)
+
+
+@pytest.mark.parametrize("content, kind", [
+    ("1234\n", "ok"), ("1234", "ok"), ("garbage", "garbage"), ("", "garbage"), ("0\n", "garbage"),
+    ("-1\n", "garbage"), ("1\n", "garbage"), ("12 34\n", "garbage"), ("  1234\n", "garbage"),
+    ("1234\n5678\n", "garbage"), ("99999999999\n", "garbage"),
+])
+def test_content_must_be_exactly_one_pid_above_one(tmp_path, content, kind):
+    write(tmp_path / "x.pid", content)
+    assert read_pidfile(str(tmp_path / "x.pid")).kind == kind
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o664, 0o646])
+def test_group_or_world_writable_files_are_insecure(tmp_path, mode):
+    write(tmp_path / "x.pid", "1234\n", mode)
+    found = read_pidfile(str(tmp_path / "x.pid"))
+    assert found.kind == "insecure" and "writable" in found.reason
+
+
+def test_symlinks_and_writable_directories_are_insecure(tmp_path):
+    write(tmp_path / "real.pid", "1234\n")
+    os.symlink(tmp_path / "real.pid", tmp_path / "link.pid")
+    assert read_pidfile(str(tmp_path / "link.pid")).kind == "insecure"
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    write(shared / "x.pid", "1234\n")
+    assert read_pidfile(str(shared / "x.pid")).kind == "insecure"
+    assert read_pidfile(str(tmp_path / "absent.pid")).kind == "missing"
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root: chown to another user")
+def test_files_owned_by_another_user_are_insecure(tmp_path):
+    write(tmp_path / "x.pid", "1234\n")
+    os.chown(tmp_path / "x.pid", 65534, 65534)
+    assert read_pidfile(str(tmp_path / "x.pid")).kind == "insecure"
+
+
+def test_the_lock_is_exclusive_atomic_and_dies_with_its_holder(tmp_path):
+    path = str(tmp_path / "x.pid")
+    lock = PidfileLock.acquire(path)
+    lock.write(4242)
+    assert read_pidfile(path) == ("ok", 4242, "")
+    assert oct(os.stat(path).st_mode & 0o777) == "0o644"
+    with pytest.raises(AlreadyLocked):
+        PidfileLock.acquire(path)  # the lock moved with the rename to the new inode
+    lock.release()  # what the kernel does when the holder dies
+    again = PidfileLock.acquire(path)
+    again.remove()
+    assert not os.path.exists(path)
+
+
+def test_a_symlinked_pid_file_is_never_written_through(tmp_path):
+    target = tmp_path / "victim"
+    target.write_text("precious")
+    os.symlink(target, tmp_path / "x.pid")
+    with pytest.raises(Exception, match="symbolic link"):
+        PidfileLock.acquire(str(tmp_path / "x.pid"))
+    assert target.read_text() == "precious"
