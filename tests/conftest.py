@@ -93,6 +93,32 @@ def poll_until(predicate, timeout: float = 5.0, what: str = "condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
+_READABLE_CODE: list[str] = []
+
+
+def readable_code() -> str:
+    """A copy of the package that any user can read: the checkout may sit in a 0700 directory."""
+    if not _READABLE_CODE:
+        base = tempfile.mkdtemp(prefix="svctl-test-code-", dir="/var/tmp")
+        os.chmod(base, 0o755)
+        shutil.copytree(REPO / "supervisor", Path(base) / "supervisor",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        for root, dirs, files in os.walk(base):
+            for entry in dirs:
+                os.chmod(os.path.join(root, entry), 0o755)
+            for entry in files:
+                os.chmod(os.path.join(root, entry), 0o644)
+        _READABLE_CODE.append(base)
+    return _READABLE_CODE[0]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def remove_readable_code():
+    yield
+    for base in _READABLE_CODE:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 class Sandbox:
     """A config dir, run dir and log dir of one's own, readable by unprivileged users (S7 tests)."""
 
@@ -125,10 +151,10 @@ class Sandbox:
         if user is None:
             command = [PYTHON, "-m", "supervisor", *prefix, *args]
             env = dict(os.environ)
-        else:  # unprivileged: Debian's python (pyenv's lives under /root), our code on PYTHONPATH
+        else:  # unprivileged: Debian's python (pyenv's lives under /root), a readable copy of our code
             command = ["setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups",
                        "/usr/bin/python3", "-m", "supervisor", *prefix, *args]
-            env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+            env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": readable_code()}
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
 
     def state(self, name: str = "demo") -> dict:
