@@ -53,6 +53,9 @@ class Facts:
     node: str | None = None
     proxy: str | None = None
     jupyter_server: bool | None = None  # None: could not tell
+    # LocalProcessSpawner: the first path on the way to jupyterhub-singleuser (or its Python) that
+    # other users cannot traverse or execute (a venv under /root, which is 0700), with its mode.
+    singleuser_blocked: tuple[str, int] | None = None
 
 
 # (setting, default) for every address JupyterHub binds or connects to (spec A3 table).
@@ -303,6 +306,12 @@ def tool_findings(hub: ConfigFile, facts: Facts) -> list[Finding]:
             findings.append(Finding(ERROR, "missing-tool", "node is not on the service's PATH (the proxy is "
                                     "#!/usr/bin/env node)", "apt-get install nodejs, or add its directory to "
                                     "environment.PATH in the service file"))
+    if facts.singleuser_blocked:
+        path, mode = facts.singleuser_blocked
+        findings.append(Finding(WARNING, "singleuser-access", f"users cannot run jupyterhub-singleuser: {path} is "
+                                f"mode {mode:03o}, closed to other users, so LocalProcessSpawner's servers fail to start",
+                                "install JupyterHub where users can execute it (a venv in /opt/jupyterhub), or set "
+                                "c.Spawner.cmd to a Python they can run"))
     if facts.jupyter_server is False:
         findings.append(Finding(ERROR, "missing-tool", "jupyter_server is not installed next to jupyterhub: "
                                 "user servers cannot start", "pip install jupyter_server"))

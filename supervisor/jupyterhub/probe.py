@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+from pathlib import Path
 
 import psutil
 
@@ -166,6 +167,33 @@ def _interpreter(program: str) -> str | None:
     return words[0] if words else None
 
 
+LOCAL_PROCESS_SPAWNERS = ("localprocess", "jupyterhub.spawner.LocalProcessSpawner")
+
+
+def _closed_to_others(path: str) -> tuple[str, int] | None:
+    """The first directory on the way to PATH's real file without o+x, or the file itself if not o+x."""
+    real = os.path.realpath(path)
+    for directory in (*reversed(Path(real).parents), Path(real)):
+        try:
+            mode = os.stat(directory).st_mode & 0o777
+        except OSError:
+            return None
+        if not mode & 0o001:
+            return str(directory), mode
+    return None
+
+
+def singleuser_blocked(hub: ConfigFile, search_path: str) -> tuple[str, int] | None:
+    """Whether users cannot execute the jupyterhub-singleuser that LocalProcessSpawner runs as them."""
+    if hub.get("JupyterHub.spawner_class", "localprocess") not in LOCAL_PROCESS_SPAWNERS or hub.has("Spawner.cmd"):
+        return None
+    program = shutil.which("jupyterhub-singleuser", path=search_path)
+    if program is None:
+        return None
+    interpreter = _interpreter(program)
+    return _closed_to_others(program) or (_closed_to_others(interpreter) if interpreter else None)
+
+
 def jupyter_server_installed(config: ServiceConfig) -> bool | None:
     python = _interpreter(config.command[0])
     if python is None:
@@ -196,7 +224,8 @@ def gather(config: ServiceConfig, hub: ConfigFile) -> Facts:
     search_path = config.env.get("PATH", DEFAULT_PATH)
     return Facts(host=host, modes=modes, cert=report, ports=ports(hub, config, host),
                  node=shutil.which("node", path=search_path), proxy=_proxy(hub, search_path),
-                 jupyter_server=jupyter_server_installed(config))
+                 jupyter_server=jupyter_server_installed(config),
+                 singleuser_blocked=singleuser_blocked(hub, search_path))
 
 
 def run_doctor(config: ServiceConfig) -> list[Finding]:

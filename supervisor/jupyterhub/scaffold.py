@@ -19,15 +19,20 @@ from pathlib import Path
 from string import Template
 
 from supervisor.jupyterhub import certs
+from supervisor.jupyterhub.external_proxy import (
+    PROXY_SERVICE,
+    config_block,
+    environment_line,
+    proxy_token,
+    render_proxy_service,
+)
 
 SERVICE = "jupyterhub"
-PROXY_SERVICE = "jupyterhub-proxy"
 AUTH_MODES = ("pam", "dummy")
 # "hub": the hub starts and stops configurable-http-proxy itself (JupyterHub's default).
 # "external": the proxy is its own svctl service, so a hub restart (every reload) leaves the proxy,
 # its routes and the user servers running: zero disruption for users (spec B5, C "External-proxy").
 PROXY_MODES = ("hub", "external")
-TOKEN_VARIABLE = "CONFIGPROXY_AUTH_TOKEN"
 DEFAULT_PORT = 9443
 DEFAULT_HUB_PORT = 9081  # spec C: the hub's private API
 DEFAULT_API_PORT = 9001  # spec C: the proxy's REST API
@@ -189,18 +194,10 @@ def render_config(layout: Layout, options: InitOptions) -> str:
         "admin_users": _literal_set(options.admins),
         "auth_block": _render_auth(layout, options),
         "cleanup_servers": "False" if options.external_proxy else "True",
-        "proxy_block": _render_proxy_block(layout, options),
+        "proxy_block": config_block(layout, options, TEMPLATES),
     }
     text = Template((TEMPLATES / "jupyterhub_config.py.tmpl").read_text()).substitute(values)
     return text
-
-
-def _render_proxy_block(layout: Layout, options: InitOptions) -> str:
-    if not options.external_proxy:
-        return ""
-    return Template((TEMPLATES / "jupyterhub_proxy_external.tmpl").read_text()).substitute(
-        proxy_service=PROXY_SERVICE, token_variable=TOKEN_VARIABLE,
-        token_file=repr(layout.proxy_token_file))
 
 
 def _render_auth(layout: Layout, options: InitOptions) -> str:
@@ -231,7 +228,7 @@ def render_service(layout: Layout, options: InitOptions) -> str:
         f"command = {_toml(hub)}",
         "# The hub's relative defaults (sqlite db, cookie secret, proxy pid file) land here.",
         f"working_directory = {_toml(layout.state_dir)}",
-        _environment(options),
+        environment_line(options),
         f"pidfile = {_toml(layout.pidfile)}",
         "# The hub's own cleanup (user servers: SIGINT 8 s, SIGTERM 8 s, SIGKILL 5 s in the config)",
         "# fits in the first 30 s, so KILL is a last resort.",
@@ -254,51 +251,6 @@ def render_service(layout: Layout, options: InitOptions) -> str:
     if options.external_proxy:
         lines[1:1] = [f"# Zero-disruption mode: the proxy is the {PROXY_SERVICE} service (start it first); this",
                       "# file holds the proxy's API token, so it is 0600."]
-    return "\n".join(lines) + "\n"
-
-
-def _environment(options: InitOptions) -> str:
-    pairs = [f"PATH = {_toml(options.path_env)}"]
-    if options.external_proxy:
-        pairs.append(f"{TOKEN_VARIABLE} = {_toml(options.proxy_token)}")
-    return f"environment = {{ {', '.join(pairs)} }}"
-
-
-def proxy_command(layout: Layout, options: InitOptions) -> list[str]:
-    """configurable-http-proxy as the hub would start it, plus the hub as the default target."""
-    hub = f"http://[::1]:{options.hub_port}"
-    return [options.proxy or "/usr/local/bin/configurable-http-proxy",
-            "--ip", options.ip, "--port", str(options.port),
-            "--api-ip", "::1", "--api-port", str(options.api_port),
-            "--default-target", hub, "--error-target", f"{hub}/hub/error",
-            "--ssl-key", layout.key, "--ssl-cert", layout.cert]
-
-
-def render_proxy_service(layout: Layout, options: InitOptions) -> str:
-    """/etc/svctl/jupyterhub-proxy.toml: configurable-http-proxy supervised on its own (external mode)."""
-    lines = [
-        f"# {layout.proxy_service_file}: written by `svctl init jupyterhub --proxy external`.",
-        f"# The proxy of the {SERVICE} service, supervised on its own so that restarting the hub (every",
-        "# reload) keeps the proxy, its routes and the user servers answering. Start it before the hub.",
-        "# This file holds the proxy's API token (shared with the hub's service file), so it is 0600.",
-        f"description = {_toml('configurable-http-proxy for JupyterHub')}",
-        f"command = {_toml(proxy_command(layout, options))}",
-        f"working_directory = {_toml(layout.state_dir)}",
-        "# configurable-http-proxy is #!/usr/bin/env node: node must be on PATH.",
-        _environment(options),
-        f"pidfile = {_toml(layout.proxy_pidfile)}",
-        "# The proxy exits (code 2) on SIGTERM at once; it dies on SIGHUP and reads its certificate",
-        "# only when it starts, so a reload is a restart (which drops open connections).",
-        'stop = "TERM/10/KILL/5"',
-        'reload = "restart"',
-        'restart = "on-failure"',
-        "# The REST API the hub talks to; the public port is checked by the hub's own readiness.",
-        f"ready = {_toml(f'tcp://[::1]:{options.api_port}')}",
-        "ready_timeout = 30",
-        f"log_file = {_toml(layout.proxy_log_file)}",
-    ]
-    if layout.prefix:
-        lines.append(f"events_file = {_toml(layout.proxy_events_file)}")
     return "\n".join(lines) + "\n"
 
 
@@ -334,33 +286,6 @@ def plan(layout: Layout, options: InitOptions) -> list[PlannedFile]:
             PlannedFile(layout.proxy_service_file, 0o600, lambda: render_proxy_service(layout, options).encode()),
         ]
     return files
-
-
-def proxy_token(layout: Layout, *, force: bool = False) -> str:
-    """The shared proxy token: the one already written (file, else a kept service file), else new.
-
-    Reusing it keeps a second ``init`` (which keeps existing files) consistent: the hub and proxy
-    service files and the token file must all hold the same value.
-    """
-    if not force:
-        try:
-            with open(layout.proxy_token_file, encoding="ascii") as handle:
-                token = handle.read().strip()
-            if token:
-                return token
-        except (OSError, UnicodeDecodeError):
-            pass
-        import tomllib
-
-        for path in (layout.service_file, layout.proxy_service_file):
-            try:
-                with open(path, "rb") as handle:
-                    token = tomllib.load(handle).get("environment", {}).get(TOKEN_VARIABLE)
-            except (OSError, ValueError):
-                continue
-            if isinstance(token, str) and token:
-                return token
-    return secrets.token_hex(32)
 
 
 def _write_atomically(path: str, data: bytes, mode: int) -> None:
