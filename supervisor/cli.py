@@ -20,7 +20,7 @@ USAGE = (
 # verb -> (module under supervisor.commands, function). One table, no registry magic.
 VERBS: dict[str, tuple[str, str]] = {
     "start": ("lifecycle", "start"),
-    "stop": ("lifecycle", "stop"),
+    "stop": ("stop", "stop"),
     "restart": ("lifecycle", "restart"),
     "try-restart": ("lifecycle", "try_restart"),
     "reload": ("lifecycle", "reload"),
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         if verb not in VERBS:
             print(f"svctl: unknown verb {verb!r}\n{USAGE}", file=sys.stderr)
             return Exit.UNKNOWN_VERB
-        from supervisor.config import config_dir, run_dir
+        from supervisor.names import config_dir, run_dir
 
         context = Context(config_dir(options.get("--config-dir")), run_dir(options.get("--run-dir")))
         module_name, function_name = VERBS[verb]

@@ -13,10 +13,8 @@ from collections import namedtuple
 from supervisor.core.schedule import ScheduleError, format_schedule, parse_schedule
 from supervisor.core.signals import parse_signal
 from supervisor.errors import ConfigError, Exit, SvctlError
+from supervisor.names import validate_name
 
-DEFAULT_CONFIG_DIR = "/etc/svctl"
-DEFAULT_RUN_DIR = "/run/svctl"
-NAME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 RESTART_POLICIES = ("always", "on-failure", "never")
 PRESETS = ("jupyterhub",)
 READY_SCHEMES = ("http://", "https://", "tcp://")
@@ -89,23 +87,6 @@ KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "give_up_window": _NUMBER,
     "give_up_cooldown": _NUMBER,
 }
-
-
-def validate_name(name: str) -> str:
-    """Service names become file names and init-script words: letters, digits, ``_.-`` only."""
-    if not (0 < len(name) <= 64 and name[0].isascii() and name[0].isalnum() and NAME_CHARACTERS.issuperset(name)):
-        raise SvctlError(
-            f"invalid service name {name!r}: use letters, digits, '_', '.', '-' (at most 64)", Exit.BAD_ARGS
-        )
-    return name
-
-
-def config_dir(cli_value: str | None = None) -> str:
-    return cli_value or os.environ.get("SVCTL_CONFIG_DIR") or DEFAULT_CONFIG_DIR
-
-
-def run_dir(cli_value: str | None = None) -> str:
-    return cli_value or os.environ.get("SVCTL_RUN_DIR") or DEFAULT_RUN_DIR
 
 
 def service_path(name: str, directory: str) -> str:

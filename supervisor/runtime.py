@@ -63,6 +63,8 @@ class Runtime:
         from supervisor.config import record
 
         self.config_record = record(config)  # lets `svctl status` skip the TOML parser
+        if self.me is not None:  # lets `svctl stop` find and verify us without parsing anything
+            rundir.write_ident(self.directory, f"{self.me.pid} {self.me.start_ticks} {self.me.boot_id} {self.me.exe}")
         self.log = EventLog(config.events_file, config.name, console)
         self.output = LogCapture(config.log_file, config.log_max_bytes, config.log_backups)
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -369,10 +371,11 @@ class Runtime:
             if isinstance(key.fileobj, socket.socket) and key.fileobj is not self.server:
                 control.send_reply(key.fileobj, 1, "the supervisor is exiting")
         self.server.close()
-        try:
-            os.unlink(os.path.join(self.directory, rundir.SOCKET))
-        except FileNotFoundError:
-            pass
+        for entry in (rundir.SOCKET, rundir.IDENT):
+            try:
+                os.unlink(os.path.join(self.directory, entry))
+            except FileNotFoundError:
+                pass
         self.output.close()
         self.publish()
         if self.lock is not None:

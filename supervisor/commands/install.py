@@ -14,6 +14,7 @@ import sys
 
 from supervisor import boot, config
 from supervisor.errors import Exit, SvctlError
+from supervisor.names import validate_name
 
 INSTALL_USAGE = (
     "Usage: svctl install NAME [--systemd|--no-systemd] [--initd|--no-initd] [--root DIR] [--print]"
@@ -221,5 +222,5 @@ def _parse(args: list[str], usage: str, flags: tuple[str, ...]) -> dict:
             positional.append(arg)
     if len(positional) != 1:
         raise SvctlError(f"expected one service NAME\n{usage}", Exit.BAD_ARGS)
-    options["name"] = config.validate_name(positional[0])
+    options["name"] = validate_name(positional[0])
     return options

@@ -11,6 +11,7 @@ import time
 from supervisor import config as configuration
 from supervisor.config import ServiceConfig
 from supervisor.errors import Exit, SvctlError
+from supervisor.names import validate_name
 from supervisor.observe import Observation, observe
 from supervisor.unix import control, rundir
 from supervisor.unix.pidfile import AlreadyLocked, PidfileLock, read_pidfile
@@ -19,7 +20,7 @@ from supervisor.unix.pidfile import AlreadyLocked, PidfileLock, read_pidfile
 def load(context, args: list[str], verb: str) -> tuple[ServiceConfig, list[str]]:
     if not args or args[0].startswith("-"):
         raise SvctlError(f"usage: svctl {verb} NAME", Exit.BAD_ARGS)
-    name = configuration.validate_name(args[0])
+    name = validate_name(args[0])
     state, _ = rundir.read_state(rundir.service_dir(context.run_dir, name))  # unchanged file: no TOML parse
     return configuration.load(name, context.config_dir, state=state), args[1:]
 

@@ -13,6 +13,7 @@ import time
 
 from supervisor import config as configuration
 from supervisor.errors import Status, SvctlError
+from supervisor.names import validate_name
 from supervisor.observe import Observation, observe
 from supervisor.unix.logcapture import tail
 
@@ -87,7 +88,7 @@ def status(context, args: list[str]) -> int:
     if not args or args[0].startswith("-"):
         raise SvctlError("usage: svctl status NAME [--json]", 2)
     name, options = args[0], args[1:]
-    configuration.validate_name(name)
+    validate_name(name)
     from supervisor.unix import rundir
 
     state_read = rundir.read_state(rundir.service_dir(context.run_dir, name))

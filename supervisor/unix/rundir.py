@@ -6,7 +6,6 @@ trusted only if nobody else can write it, because state.json names the processes
 
 from __future__ import annotations
 
-import json
 import os
 
 from supervisor.errors import SvctlError
@@ -14,6 +13,7 @@ from supervisor.unix.pidfile import directory_problem
 
 STATE = "state.json"
 SOCKET = "control.sock"
+IDENT = "supervisor.id"  # "PID START_TICKS BOOT_ID EXE": who the supervisor is, readable without json
 
 
 def service_dir(run_dir: str, name: str) -> str:
@@ -37,6 +37,8 @@ def write_state(directory: str, state: dict) -> None:
     temporary = f"{final}.{os.getpid()}.tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
+        import json
+
         os.write(fd, json.dumps(state, separators=(",", ":")).encode())
     finally:
         os.close(fd)
@@ -68,6 +70,8 @@ def read_state(directory: str) -> tuple[dict | None, str | None]:
             raw += chunk
     finally:
         os.close(fd)
+    import json
+
     try:
         state = json.loads(raw)
     except ValueError:
@@ -75,9 +79,31 @@ def read_state(directory: str) -> tuple[dict | None, str | None]:
     return (state, None) if isinstance(state, dict) else (None, f"{directory}/{STATE} is not an object")
 
 
-def remove_state(directory: str) -> None:
-    for entry in (STATE, SOCKET):
-        try:
-            os.unlink(os.path.join(directory, entry))
-        except FileNotFoundError:
-            pass
+def write_ident(directory: str, line: str) -> None:
+    final = os.path.join(directory, IDENT)
+    temporary = f"{final}.{os.getpid()}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, line.encode() + b"\n")
+    finally:
+        os.close(fd)
+    os.rename(temporary, final)
+
+
+def read_ident(directory: str) -> list[str] | None:
+    """The supervisor's identity fields, if the file exists and can be trusted."""
+    from supervisor.unix.pidfile import insecure_reason
+
+    if directory_problem(directory):
+        return None
+    try:
+        fd = os.open(os.path.join(directory, IDENT), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if insecure_reason(os.fstat(fd), "file", directory):
+            return None
+        fields = os.read(fd, 4096).decode("utf-8", "replace").split(" ", 3)
+    finally:
+        os.close(fd)
+    return fields if len(fields) == 4 else None

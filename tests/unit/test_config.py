@@ -4,6 +4,7 @@ import pytest
 
 from supervisor import config
 from supervisor.errors import ConfigError, SvctlError
+from supervisor.names import validate_name
 
 PATH = "/etc/svctl/hub.toml"
 
@@ -66,7 +67,7 @@ def test_invalid_definitions_name_file_and_key(text, message):
 @pytest.mark.parametrize("name", ["../etc/passwd", "a b", "x;rm", "", "-x", "a" * 65])
 def test_names_that_could_inject_are_refused(name):
     with pytest.raises(SvctlError):
-        config.validate_name(name)
+        validate_name(name)
 
 
 def test_missing_file_is_a_config_error(tmp_path):

@@ -1,0 +1,55 @@
+"""``svctl stop NAME``, with a fast path for the common case: a verified supervisor is running.
+
+It reads only the supervisor's identity file and asks over the control socket, so it loads no
+TOML, no JSON and not the socket module: a stop is timed against start-stop-daemon. Everything
+else (no supervisor, an orphaned service, stale PID files, non-root callers) goes through the
+general path in lifecycle.py.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from supervisor.errors import SvctlError
+from supervisor.names import validate_name
+
+
+def stop(context, args: list[str]) -> int:
+    if args and not args[0].startswith("-") and os.geteuid() == 0:
+        name = validate_name(args[0])
+        answer = ask_running_supervisor(context.run_dir, name, "stop")
+        if answer is not None:
+            code, message = answer
+            if code == 0:
+                print(f"{name}: {message}")
+            else:
+                print(f"svctl: {name}: {message}", file=sys.stderr)
+            return code
+    from supervisor.commands.lifecycle import stop as stop_in_general
+
+    return stop_in_general(context, args)
+
+
+def ask_running_supervisor(run_dir: str, name: str, command: str) -> tuple[int, str] | None:
+    """The supervisor's answer, or None when no verified supervisor is there to ask."""
+    from supervisor.unix import control, rundir
+    from supervisor.unix.identity import Identity, verify
+
+    directory = rundir.service_dir(run_dir, name)
+    fields = rundir.read_ident(directory)
+    if fields is None:
+        return None
+    try:
+        supervisor = Identity(int(fields[0]), int(fields[1]), fields[3].rstrip("\n"), fields[2])
+    except ValueError:
+        return None
+    if supervisor.pid == os.getpid() or not verify(supervisor):
+        return None
+    path = os.path.join(directory, rundir.SOCKET)
+    try:
+        return control.request(path, command, supervisor.pid, timeout=None)
+    except (FileNotFoundError, ConnectionRefusedError):
+        return None  # not listening (yet, or any more): the general path knows what to do
+    except OSError as exc:
+        raise SvctlError(f"no answer from the supervisor (pid {supervisor.pid}): {exc}") from None
