@@ -6,7 +6,8 @@ from pathlib import Path
 
 from harness import dump_json, quantile
 
-# metric id -> (title, floor subject or None, subjects in display order)
+# metric id -> (title, floor subject or None, subjects in display order); a floor "metric:subject"
+# takes the floor from another metric of the same run (the JupyterHub rows: the bare hub's start)
 METRICS: dict[str, tuple[str, str | None, list[str]]] = {
     "respawn": ("crash→respawn", "floor", ["svctl", "floor", "supervisord"]),
     "respawn100": ("crash→respawn, 100 supervised", "floor", ["svctl", "floor", "supervisord"]),
@@ -47,6 +48,32 @@ METRICS: dict[str, tuple[str, str | None, list[str]]] = {
     "reload_total": ("config edit → new child serving, total", None, ["svctl"]),
     "reload_cmd": ("`svctl reload` → applied, overhead", None, ["svctl"]),
     "soak_respawn": ("crash→respawn during the soak", None, ["svctl"]),
+    "jh_start": (
+        "JupyterHub start → /hub/health 200 (svctl: `svctl start` wall; bare: `jupyterhub -f`)",
+        "bare hub",
+        ["svctl", "bare hub"],
+    ),
+    "jh_kill": ("JupyterHub SIGKILL hub → 200 from a new hub", "jh_start:bare hub", ["svctl"]),
+    "jh_reload_total": (
+        "JupyterHub config edit → reload_applied and 200",
+        "jh_start:bare hub",
+        ["svctl"],
+    ),
+    "jh_reload_check": (
+        "JupyterHub reload validation (reload_requested → check_finished)",
+        "jh_start:bare hub",
+        ["svctl"],
+    ),
+    "jh_reload": (
+        "JupyterHub config edit → 200, overhead (− bare start − validation)",
+        "jh_start:bare hub",
+        ["svctl"],
+    ),
+    "jh_stop": (
+        "JupyterHub stop (svctl: `svctl stop` wall; bare: SIGTERM → hub and proxy gone)",
+        None,
+        ["svctl", "bare hub"],
+    ),
 }
 
 
@@ -74,7 +101,9 @@ def latency_table(data) -> list[str]:
             continue
         names = [s for s in order if s in subjects] + [s for s in subjects if s not in order]
         title = title.replace("100", str(data["extra"].get("scale_n", 100)))
-        floor_med = _med(data, metric, floor) if floor else None
+        floor_med = None
+        if floor:
+            floor_med = _med(data, *floor.split(":", 1)) if ":" in floor else _med(data, metric, floor)
         supd = _med(data, metric, "supervisord") or _med(data, metric, "supervisorctl")
         for name in names:
             values = subjects[name]
@@ -226,6 +255,7 @@ def targets(data) -> list[tuple[str, str, str]]:
             verdict(None if rl is None else rl <= 300),
         )
     )
+    out += jupyterhub_targets(data)
     soak = data["extra"].get("soak")
     if soak and soak["samples"]:
         first, last = soak["samples"][0], soak["samples"][-1]
@@ -236,6 +266,44 @@ def targets(data) -> list[tuple[str, str, str]]:
                 f"soak {soak['crashes']} crashes: fds and RSS do not grow",
                 f"fds {first['fds']}→{last['fds']}, RSS {first['rss']:.2f}→{last['rss']:.2f} MB",
                 verdict(grow_fd <= 0 and grow_rss <= 1.0),
+            )
+        )
+    return out
+
+
+def jupyterhub_targets(data) -> list[tuple[str, str, str]]:
+    """Issue 5's closing-note figures: each next to the bare hub's start time of the same run."""
+    bare = _med(data, "jh_start", "bare hub")
+    if bare is None:
+        return []
+    out = []
+
+    def vs_bare(value):
+        return f"{_fmt(value)} ms ({value / bare:.2f}× bare start {_fmt(bare)} ms)" if value else "–"
+
+    rows = [
+        ("JupyterHub `svctl start` → healthy, median (report)", _med(data, "jh_start", "svctl")),
+        ("JupyterHub SIGKILL → healthy again, median (report)", _med(data, "jh_kill", "svctl")),
+        ("JupyterHub config edit → reload applied and healthy, median (report)",
+         _med(data, "jh_reload_total", "svctl")),
+    ]  # fmt: skip
+    out += [(title, vs_bare(value), "report") for title, value in rows]
+    over, check = _med(data, "jh_reload", "svctl"), _med(data, "jh_reload_check", "svctl")
+    if over is not None:
+        out.append(
+            (
+                "JupyterHub edit → healthy overhead beyond bare start + validation (report)",
+                f"{_fmt(over)} ms (validation {_fmt(check)} ms)",
+                "report",
+            )
+        )
+    stop, bare_stop = _med(data, "jh_stop", "svctl"), _med(data, "jh_stop", "bare hub")
+    if stop is not None:
+        out.append(
+            (
+                "JupyterHub `svctl stop` wall, median (report)",
+                f"{_fmt(stop)} ms (bare SIGTERM → hub and proxy gone {_fmt(bare_stop)} ms)",
+                "report",
             )
         )
     return out
@@ -252,6 +320,7 @@ def chart(data, path: Path) -> bool:
     colors = {
         "svctl": "#1f77b4",
         "floor": "#7f7f7f",
+        "bare hub": "#7f7f7f",
         "supervisord": "#d62728",
         "supervisorctl": "#d62728",
         "start-stop-daemon": "#2ca02c",
@@ -261,7 +330,8 @@ def chart(data, path: Path) -> bool:
     labels, meds, lows, highs, cols = [], [], [], [], []
     for metric, (title, _floor, order) in METRICS.items():
         subjects = data["latency_ms"].get(metric)
-        if not subjects or metric in ("reload_total", "soak_respawn") or "_phase" in metric:
+        skip = ("reload_total", "soak_respawn", "jh_reload_check", "jh_reload")
+        if not subjects or metric in skip or "_phase" in metric:
             continue
         for name in [s for s in order if s in subjects] + [s for s in subjects if s not in order]:
             values = subjects[name]
@@ -311,6 +381,11 @@ HOW_TO_READ = [
     ".pth files (the setuptools editable-install finder, about 10 ms, which svctl's imports mostly share).",
     "start 100: svctl runs 100 `svctl start` commands at once on the 2 cores (one supervisor process per "
     "service); supervisord runs `supervisorctl start all` in its single process.",
+    "JupyterHub: a real hub and configurable-http-proxy from `svctl init jupyterhub --auth dummy` on "
+    "[::1], HTTPS; healthy = 200 from /hub/health, polled every 10 ms. 'bare hub' is `jupyterhub -f` "
+    "run directly with the service's environment and working directory, in the same run, interleaved; "
+    "× floor is against its median start. Validation is the `jupyterhub --show-config` check svctl "
+    "runs before a reload (from the events file).",
     "idle: wake-ups are voluntary + involuntary context switches of all threads of the supervisor "
     "process(es); RSS/PSS from /proc/PID/smaps_rollup.",
 ]
