@@ -9,16 +9,31 @@ psutil alone costs about ten (tests/integration/test_identity.py checks the two 
 from __future__ import annotations
 
 import os
-from collections import namedtuple
 
 
-class Identity(namedtuple("Identity", "pid start_ticks exe boot_id")):
-    """pid, start time in clock ticks since boot, executable path, boot id."""
+class Identity:
+    """pid, start time in clock ticks since boot, executable path, boot id.
 
-    __slots__ = ()
+    A plain slotted class (not a namedtuple or dataclass): `svctl stop` and `status` build these
+    and must not pay for importing collections or dataclasses.
+    """
+
+    __slots__ = ("pid", "start_ticks", "exe", "boot_id")
+
+    def __init__(self, pid: int, start_ticks: int, exe: str, boot_id: str) -> None:
+        self.pid, self.start_ticks, self.exe, self.boot_id = pid, start_ticks, exe, boot_id
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Identity) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash((self.pid, self.start_ticks, self.exe, self.boot_id))
+
+    def __repr__(self) -> str:
+        return f"Identity(pid={self.pid}, start_ticks={self.start_ticks}, exe={self.exe!r}, boot_id={self.boot_id!r})"
 
     def to_dict(self) -> dict:
-        return self._asdict()
+        return {"pid": self.pid, "start_ticks": self.start_ticks, "exe": self.exe, "boot_id": self.boot_id}
 
     @classmethod
     def from_dict(cls, data: object) -> Identity | None:

@@ -21,35 +21,13 @@ import stat
 from collections import namedtuple
 
 from supervisor.errors import Exit, SvctlError
+from supervisor.unix.trust import directory_problem, insecure_reason
 
 
 class PidfileRead(namedtuple("PidfileRead", "kind pid reason", defaults=(None, ""))):
     """kind: missing | ok | garbage | insecure | unreadable; pid when ok; reason when not."""
 
     __slots__ = ()
-
-
-def trusted_owner(uid: int) -> bool:
-    return uid == 0 or uid == os.geteuid()
-
-
-def insecure_reason(info: os.stat_result, what: str, path: str) -> str | None:
-    """Why a file or directory cannot be trusted to name a process for root, or None."""
-    if not trusted_owner(info.st_uid):
-        return f"{what} {path} is owned by uid {info.st_uid}, not root"
-    if info.st_mode & stat.S_IWOTH:
-        return f"{what} {path} is world-writable"
-    if info.st_mode & stat.S_IWGRP:
-        return f"{what} {path} is group-writable"
-    return None
-
-
-def directory_problem(directory: str) -> str | None:
-    try:
-        info = os.stat(directory)
-    except OSError as exc:
-        return f"cannot stat {directory}: {exc.strerror}"
-    return insecure_reason(info, "directory", directory)
 
 
 def parse_pid(text: bytes) -> int | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from supervisor.errors import SvctlError
-from supervisor.unix.pidfile import directory_problem
+from supervisor.unix.trust import directory_problem, insecure_reason
 
 STATE = "state.json"
 SOCKET = "control.sock"
@@ -60,8 +60,6 @@ def read_state(directory: str) -> tuple[dict | None, str | None]:
         return None, f"cannot read {directory}/{STATE}: {exc.strerror}"
     try:
         info = os.fstat(fd)
-        from supervisor.unix.pidfile import insecure_reason
-
         problem = insecure_reason(info, "state file", os.path.join(directory, STATE))
         if problem:
             return None, problem
@@ -92,8 +90,6 @@ def write_ident(directory: str, line: str) -> None:
 
 def read_ident(directory: str) -> list[str] | None:
     """The supervisor's identity fields, if the file exists and can be trusted."""
-    from supervisor.unix.pidfile import insecure_reason
-
     if directory_problem(directory):
         return None
     try:

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from conftest import IS_ROOT
-from supervisor.unix.identity import boot_id, identify, process_group_alive, verify
+from supervisor.unix.identity import Identity, boot_id, identify, process_group_alive, verify
 from supervisor.unix.pidfile import AlreadyLocked, PidfileLock, read_pidfile
 
 
@@ -35,9 +35,9 @@ def test_identity_agrees_with_psutil(sleeper):
 def test_a_reused_pid_fails_verification(sleeper):
     """Same PID, other start time (what PID reuse looks like) is not the same process."""
     me = identify(sleeper.pid)
-    assert not verify(me._replace(start_ticks=me.start_ticks - 1))
-    assert not verify(me._replace(boot_id="another-boot"))
-    assert not verify(me._replace(exe="/usr/bin/other"))
+    assert not verify(Identity(me.pid, me.start_ticks - 1, me.exe, me.boot_id))
+    assert not verify(Identity(me.pid, me.start_ticks, me.exe, "another-boot"))
+    assert not verify(Identity(me.pid, me.start_ticks, "/usr/bin/other", me.boot_id))
 
 
 def test_zombies_and_pid_one_are_never_identified():
