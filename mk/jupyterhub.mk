@@ -26,6 +26,6 @@ jupyterhub-deps: venv
 	fi
 
 run-hub: jupyterhub-deps
-	@$(PY) -m supervisor init jupyterhub --prefix $(RUN_PREFIX) --ip ::1 --port $(HUB_PORT) --auth dummy
+	@$(PY) -m supervisor init jupyterhub --prefix $(RUN_PREFIX) --ip ::1 --port $(HUB_PORT) --auth dummy --no-hints
 	@echo "supervising JupyterHub on https://[::1]:$(HUB_PORT) (self-signed certificate; Ctrl-C stops it)"
 	$(SVCTL_RUN) run jupyterhub

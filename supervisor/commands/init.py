@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="external: configurable-http-proxy as its own service (jupyterhub-proxy), so a "
                              "reload restarts only the hub and user servers keep answering")
     parser.add_argument("--force", action="store_true", help="overwrite existing files")
+    parser.add_argument("--no-hints", action="store_true", help="skip the 'next:' line (make run supervises it itself)")
     return parser
 
 
@@ -79,11 +80,11 @@ def init(context, args: list[str]) -> int:
         results = scaffold.write_all(layout, settings, force=options.force)
     except (OSError, certs.CertError) as exc:
         raise SvctlError(f"init jupyterhub: {exc}", Exit.FAILED) from None
-    _report(results, layout, settings)
+    _report(results, layout, settings, hints=not options.no_hints)
     return Exit.OK
 
 
-def _report(results, layout, settings) -> None:
+def _report(results, layout, settings, hints: bool = True) -> None:
     for item in results:
         print(f"{'wrote' if item.created else 'kept (exists; --force overwrites)'}: {item.path}")
     if settings.jupyterhub == "/usr/local/bin/jupyterhub" and not os.access(settings.jupyterhub, os.X_OK):
@@ -96,6 +97,8 @@ def _report(results, layout, settings) -> None:
         print(f"login: {', '.join(settings.users)}  password: {shown}")
     elif not settings.users and not settings.admins:
         print(f"note: no --users given; nobody can log in until {layout.config_path} sets allowed_users")
+    if not hints:
+        return
     url = f"https://{'[' + settings.ip + ']' if ':' in settings.ip else settings.ip}:{settings.port}"
     global_flags = f"--config-dir {layout.config_dir} --run-dir {layout.run_dir} " if layout.prefix else ""
     if settings.external_proxy:
