@@ -29,7 +29,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from helpers import processes  # noqa: E402
+from helpers import processes, wait_for  # noqa: E402
 
 ACCOUNT_FILES = ("passwd", "shadow", "group", "gshadow")
 HELLO = "svctl-hello.txt"  # a file in the user's home, served by the user's server after login
@@ -39,14 +39,6 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def http_status(url: str, headers: dict | None = None) -> int:
