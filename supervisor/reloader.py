@@ -59,8 +59,7 @@ class ConfigReloader:
 
     def begin_check(self) -> ev.CheckDone | None:
         """Start validating; returns the verdict at once when there is nothing to run."""
-        from supervisor.unix.checkjob import CheckJob
-        from supervisor.unix.validate import check_watched_file_safety
+        from supervisor.unix.validate import CheckJob, check_watched_file_safety
 
         for path in self.config.watch:
             refusal = check_watched_file_safety(path, self.config.user)
@@ -86,9 +85,9 @@ class ConfigReloader:
 
     def finish_check(self, status: int) -> ev.CheckDone:
         job, self.job, self.check_deadline = self.job, None, None
-        ok, summary, output = job.finish(status, self.config.check_timeout)
-        self.log.event("check_finished", ok=ok, summary=summary, output=output[-8192:])
-        return ev.CheckDone(ok, summary)
+        result = job.finish(status, self.config.check_timeout)
+        self.log.event("check_finished", ok=result.ok, summary=result.summary, output=result.output[-8192:])
+        return ev.CheckDone(result.ok, result.summary)
 
     # ---- last known good --------------------------------------------------------------------
 

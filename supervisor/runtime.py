@@ -105,10 +105,6 @@ class Runtime:
         except BlockingIOError:
             pass  # the pipe is full of wake-ups already
 
-    def feed(self, event: ev.Event) -> None:
-        self.events.append(event)
-        self.process()
-
     def process(self) -> None:
         while self.events and self.exit_code is None:
             event = self.events.popleft()

@@ -3,7 +3,7 @@
 A PID alone proves nothing (it is reused); a PID plus the kernel's start time of the process
 cannot be reused within one boot, and the boot id guards the rest. This reads /proc directly rather
 than through psutil because ``svctl status`` must answer in a few milliseconds and importing
-psutil alone costs about ten (tests/integration/test_identity.py checks the two agree).
+psutil alone costs about ten (tests/integration/test_identity_and_pidfiles.py checks the two agree).
 """
 
 from __future__ import annotations

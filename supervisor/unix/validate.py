@@ -1,8 +1,8 @@
 """Validate a service's config before anything changes: run its ``check`` command; vet watched files.
 
-Both functions block. ``run_check`` blocks for up to ``check_timeout`` (plus ~2 s to collect output
-after a kill), so the runtime must call it off the loop (a thread). ``check_watched_file_safety``
-only makes a handful of ``stat`` calls (microseconds, unless the file lives on a hung NFS mount).
+``run_check`` blocks for up to ``check_timeout`` (it serves ``svctl check`` and the start-failure
+diagnosis); the supervisor's loop instead starts a ``CheckJob`` and reaps it like any child.
+``check_watched_file_safety`` only makes a handful of ``stat`` calls.
 
 The check runs:
 * in a fresh scratch directory (tempfile.mkdtemp, removed afterwards), so a check that writes
@@ -25,17 +25,16 @@ import signal
 import stat
 import subprocess
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from supervisor.config import ServiceConfig
+from supervisor.errors import SvctlError
+from supervisor.unix.spawn import decode_wait_status
 
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 OUTPUT_LIMIT = 256 * 1024  # keep the tail: the reason is usually at the end
 SUMMARY_LIMIT = 200
-_DRAIN_SECONDS = 2.0  # after the check ended: a process that left its group may hold the pipe
 _ERRORISH = re.compile(r"\b(error|fatal|invalid|exception|failed|traceback)\b", re.IGNORECASE)
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Warning|Interrupt)\b.*")
 
@@ -48,6 +47,65 @@ class CheckResult:
     seconds: float
 
 
+class CheckRefused(SvctlError):
+    """The check cannot be run at all (unknown user, no root to switch users)."""
+
+
+class CheckJob:
+    """One run of ``config.check``, as a child of the caller.
+
+    Both callers start checks here, so `svctl check` and a reload validate identically: the
+    supervisor's loop reaps the job like any other child and then calls ``finish``; ``run_check``
+    waits for it on the spot. Output goes to an unlinked temporary file, not a pipe, so a helper
+    the check leaves behind can never stall whoever collects it.
+    """
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.started = time.monotonic()
+        account = _identity(config.user)
+        self.scratch = tempfile.mkdtemp(prefix=f"svctl-check-{config.name}-")
+        self.output = tempfile.TemporaryFile()
+        self.timed_out = False
+        user_args: dict = {}
+        try:
+            if account is not None:
+                os.chown(self.scratch, account.pw_uid, account.pw_gid)  # the check may write its state there
+                user_args = {"user": account.pw_uid, "group": account.pw_gid,
+                             "extra_groups": os.getgrouplist(account.pw_name, account.pw_gid)}
+            self.popen = subprocess.Popen(
+                list(config.check), cwd=self.scratch, env=check_environment(config, account, self.scratch),
+                stdin=subprocess.DEVNULL, stdout=self.output, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True, **user_args)
+        except OSError:
+            self.cleanup()
+            raise
+        self.pid = self.popen.pid
+
+    def kill(self) -> None:
+        """Out of time: kill the whole process group (call while the check is not yet reaped)."""
+        self.timed_out = True
+        _kill_group(self.pid)
+
+    def finish(self, status: int, limit: float | None) -> CheckResult:
+        """The verdict, once the check was reaped with wait status STATUS."""
+        self.popen.returncode = status  # reaped by our caller: keep subprocess from waiting again
+        self.output.seek(max(0, os.fstat(self.output.fileno()).st_size - OUTPUT_LIMIT))
+        output = _tail(self.output.read().decode("utf-8", errors="replace"))
+        self.cleanup()
+        seconds = time.monotonic() - self.started
+        if self.timed_out:
+            return CheckResult(False, f"timed out after {limit:g}s", output, seconds)
+        reason, clean = decode_wait_status(status)
+        if clean:
+            return CheckResult(True, "valid", output, seconds)
+        return CheckResult(False, f"{reason}: {summarize(output)}", output, seconds)
+
+    def cleanup(self) -> None:
+        self.output.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
 def run_check(config: ServiceConfig, timeout: float | None = None) -> CheckResult:
     """Run ``config.check`` and say whether the config it examines is valid. Blocks; never raises.
 
@@ -56,22 +114,21 @@ def run_check(config: ServiceConfig, timeout: float | None = None) -> CheckResul
     if not config.check:
         return CheckResult(True, "no check configured", "", 0.0)
     limit = config.check_timeout if timeout is None else timeout
-    started = time.monotonic()
+    limit = limit if limit and limit > 0 else None
     try:
-        identity = _identity(config.user)
-    except _Refused as exc:
+        job = CheckJob(config)
+    except CheckRefused as exc:
         return CheckResult(False, str(exc), "", 0.0)
-    scratch = tempfile.mkdtemp(prefix=f"svctl-check-{config.name}-")
-    try:
-        if identity is not None:
-            os.chown(scratch, identity.pw_uid, identity.pw_gid)  # the check may write its state there
-        return _run(config, identity, scratch, limit if limit and limit > 0 else None, started)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-class _Refused(Exception):
-    pass
+    except OSError as exc:
+        return CheckResult(False, f"cannot run {config.check[0]}: {exc.strerror or exc}", "", 0.0)
+    if not _wait_unreaped(job.pid, limit):
+        job.kill()
+    else:
+        # Helpers it left in the background die with it. The leader is not reaped yet, so its PID
+        # (= the group id) cannot have been reused.
+        _kill_group(job.pid)
+    _, status = os.waitpid(job.pid, 0)
+    return job.finish(status, limit)
 
 
 def _identity(user: str | None) -> pwd.struct_passwd | None:
@@ -81,11 +138,11 @@ def _identity(user: str | None) -> pwd.struct_passwd | None:
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
-        raise _Refused(f"cannot run check: unknown user {user!r}") from None
+        raise CheckRefused(f"cannot run check: unknown user {user!r}") from None
     if os.geteuid() == entry.pw_uid:
         return None
     if os.geteuid() != 0:
-        raise _Refused(f"cannot run check as {user}: svctl is not running as root")
+        raise CheckRefused(f"cannot run check as {user}: svctl is not running as root")
     return entry
 
 
@@ -106,50 +163,9 @@ def check_environment(config: ServiceConfig, identity: pwd.struct_passwd | None,
     return env
 
 
-def _run(config: ServiceConfig, identity: pwd.struct_passwd | None, scratch: str,
-         limit: float | None, started: float) -> CheckResult:
-    user_args: dict = {}
-    if identity is not None:
-        user_args = {"user": identity.pw_uid, "group": identity.pw_gid,
-                     "extra_groups": os.getgrouplist(identity.pw_name, identity.pw_gid)}
-    try:
-        proc = subprocess.Popen(
-            list(config.check), cwd=scratch, env=check_environment(config, identity, scratch),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True, **user_args,
-        )
-    except OSError as exc:
-        reason = f"cannot run {config.check[0]}: {exc.strerror or exc}"
-        return CheckResult(False, reason, "", time.monotonic() - started)
-    reader = _Reader(proc)
-    try:
-        timed_out = not _wait_unreaped(proc, limit)
-    finally:
-        # Kill the group as soon as the check itself is done (or out of time): helpers it left in
-        # the background must not outlive it, nor hold the output pipe open and stall us. The
-        # leader is not reaped yet, so its PID (= the group id) cannot have been reused.
-        _kill_group(proc.pid)
-        proc.wait()
-    raw = reader.result(_DRAIN_SECONDS)
-    seconds = time.monotonic() - started
-    output = _tail(raw.decode("utf-8", errors="replace"))
-    if timed_out:
-        return CheckResult(False, f"timed out after {limit:g}s", output, seconds)
-    if proc.returncode == 0:
-        return CheckResult(True, "valid", output, seconds)
-    return CheckResult(False, f"{_status_text(proc.returncode)}: {summarize(output)}", output, seconds)
-
-
-def _wait_unreaped(proc: subprocess.Popen, limit: float | None) -> bool:
-    """Wait until the process exits, without reaping it; False on timeout."""
-    try:
-        fd = os.pidfd_open(proc.pid)
-    except OSError:  # kernel < 5.3: reaping is fine, only a tiny PID-reuse window remains
-        try:
-            proc.wait(timeout=limit)
-            return True
-        except subprocess.TimeoutExpired:
-            return False
+def _wait_unreaped(pid: int, limit: float | None) -> bool:
+    """Wait until the process exits, without reaping it (a pidfd); False on timeout."""
+    fd = os.pidfd_open(pid)
     try:
         ready, _, _ = select.select([fd], [], [], limit)
         return bool(ready)
@@ -164,45 +180,10 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-class _Reader:
-    """Collects the check's output in a thread, so waiting is bounded by the process, not the pipe."""
-
-    def __init__(self, proc: subprocess.Popen) -> None:
-        # A BufferedReader (stdout=PIPE, bufsize=-1); the thread keeps a reference, so an abandoned
-        # reader never ends up reading a recycled fd number.
-        self._stream: Any = proc.stdout
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._thread = threading.Thread(target=self._run, name="svctl-check-output", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        for chunk in iter(lambda: self._stream.read1(1 << 16), b""):
-            self._chunks.append(chunk)
-            self._size += len(chunk)
-            while self._size > 2 * OUTPUT_LIMIT and len(self._chunks) > 1:  # keep memory bounded
-                self._size -= len(self._chunks.pop(0))
-
-    def result(self, grace: float) -> bytes:
-        # A process outside the group (it called setsid) may still hold the pipe: stop waiting
-        # after ``grace`` and leave the daemon thread to finish when that process exits.
-        self._thread.join(grace)
-        return b"".join(list(self._chunks))
-
-
 def _tail(text: str) -> str:
     if len(text) <= OUTPUT_LIMIT:
         return text
     return "[... output truncated ...]\n" + text[-OUTPUT_LIMIT:]
-
-
-def _status_text(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exit status {returncode}"
 
 
 def summarize(output: str) -> str:
