@@ -219,3 +219,33 @@ def processes_with(text: str) -> list[int]:
 
 def alive(pid: int | None) -> bool:
     return bool(pid) and os.path.exists(f"/proc/{pid}") and not is_zombie(pid)
+
+
+def as_nobody(action, *args) -> None:
+    """Run ACTION(*args) in a forked child with nobody's uid and gid (the attacker, or the service
+    user); assert that it succeeded."""
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgroups([])
+            os.setresgid(nobody.pw_gid, nobody.pw_gid, nobody.pw_gid)
+            os.setresuid(nobody.pw_uid, nobody.pw_uid, nobody.pw_uid)
+            action(*args)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, f"nobody's {getattr(action, '__name__', 'step')} failed"
+
+
+def check_to_the_end(reloader):
+    """Run a ConfigReloader's check synchronously (as the supervisor's loop would) to its verdict."""
+    verdict = reloader.begin_check()
+    if verdict is None:
+        _, status = os.waitpid(reloader.check_pid, 0)
+        verdict = reloader.finish_check(status)
+    return verdict

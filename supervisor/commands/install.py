@@ -26,9 +26,7 @@ WANTS_DIR = "multi-user.target.wants"
 
 
 def install(context, args: list[str]) -> int:
-    options = _parse(
-        args, INSTALL_USAGE, flags=("--systemd", "--no-systemd", "--initd", "--no-initd", "--print")
-    )
+    options = _parse(context, "install", args)
     name = options["name"]
     root = options.get("root", "/")
     live = root == "/"
@@ -65,7 +63,7 @@ def install(context, args: list[str]) -> int:
 
 
 def uninstall(context, args: list[str]) -> int:
-    options = _parse(args, UNINSTALL_USAGE, flags=())
+    options = _parse(context, "uninstall", args)
     name = options["name"]
     root = options.get("root", "/")
     live = root == "/"
@@ -121,15 +119,12 @@ def systemd_is_running() -> bool:
 
 def write_file(path: str, text: str, mode: int) -> None:
     """Atomic replace: a crash leaves the old file or the new one, never half a script."""
-    directory = os.path.dirname(path)
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.svctl-new")
+    from supervisor.unix.safefs import UnsafePath, write_trusted
+
     try:
-        os.makedirs(directory, exist_ok=True)
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
+        write_trusted(path, text.encode("utf-8"), mode, create_dirs=True)
+    except UnsafePath as exc:
+        raise SvctlError(f"refusing to write {path}: {exc}") from exc
     except OSError as exc:
         raise SvctlError(f"cannot write {path}: {exc.strerror}") from exc
 
@@ -201,26 +196,22 @@ def _under(root: str, path: str) -> str:
     return os.path.join(root, path.lstrip("/")) if root != "/" else path
 
 
-def _parse(args: list[str], usage: str, flags: tuple[str, ...]) -> dict:
-    """NAME plus the flags of this verb; the last of a --x/--no-x pair wins."""
-    options: dict = {}
-    positional: list[str] = []
-    rest = list(args)
-    while rest:
-        arg = rest.pop(0)
-        if arg == "--root" or arg.startswith("--root="):
-            value = arg.partition("=")[2] if "=" in arg else (rest.pop(0) if rest else "")
-            if not value:
-                raise SvctlError(f"--root needs a directory\n{usage}", Exit.BAD_ARGS)
-            options["root"] = os.path.abspath(value)
-        elif arg in flags:
-            key = arg.removeprefix("--").removeprefix("no-")
-            options[key] = not arg.startswith("--no-")
-        elif arg.startswith("-"):
-            raise SvctlError(f"unknown option {arg}\n{usage}", Exit.BAD_ARGS)
-        else:
-            positional.append(arg)
-    if len(positional) != 1:
-        raise SvctlError(f"expected one service NAME\n{usage}", Exit.BAD_ARGS)
-    options["name"] = validate_name(positional[0])
+def _parse(context, verb: str, args: list[str]) -> dict:
+    """NAME, root and the flags given (the CLI's parser refused anything else); the last of a
+    --x/--no-x pair wins."""
+    from supervisor.cli import options_for, usage
+
+    parsed = options_for(context, verb, args)
+    options: dict = {"name": validate_name(parsed.name)}
+    root = parsed.value("--root")
+    if root is not None:
+        if not root:
+            raise SvctlError(f"{verb}: --root needs a directory\n{usage(verb)}", Exit.BAD_ARGS)
+        options["root"] = os.path.abspath(root)
+    if parsed.flag("--print"):
+        options["print"] = True
+    for key in ("systemd", "initd"):
+        last = parsed.last(f"--{key}", f"--no-{key}")
+        if last is not None:
+            options[key] = not last.startswith("--no-")
     return options

@@ -21,11 +21,11 @@ class CertError(Exception):
     pass
 
 
-def _write_private(path: str, data: bytes) -> None:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
-    os.chmod(path, 0o600)  # O_CREAT honours the umask and leaves an existing file's mode alone
+def _write_private(path: str, data: bytes, mode: int = 0o600) -> None:
+    """Atomic and never through a link; the temporary file is MODE from its creation on."""
+    from supervisor.unix.safefs import write_trusted
+
+    write_trusted(path, data, mode)
 
 
 def _subject_names(address: str) -> list[str]:
@@ -76,8 +76,7 @@ def _generate_cryptography(cert_path: str, key_path: str, address: str) -> None:
     _write_private(key_path, key.private_bytes(serialization.Encoding.PEM,
                                                serialization.PrivateFormat.TraditionalOpenSSL,
                                                serialization.NoEncryption()))
-    with open(cert_path, "wb") as handle:
-        handle.write(certificate.public_bytes(serialization.Encoding.PEM))
+    _write_private(cert_path, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
 def _generate_openssl(cert_path: str, key_path: str, address: str) -> None:

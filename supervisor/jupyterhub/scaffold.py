@@ -289,17 +289,10 @@ def plan(layout: Layout, options: InitOptions) -> list[PlannedFile]:
 
 
 def _write_atomically(path: str, data: bytes, mode: int) -> None:
-    """Write via a temporary file created with MODE, so secrets are never briefly world-readable."""
-    temporary = f"{path}.svctl-tmp"
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Atomic, never through a link, and MODE from creation: secrets are never briefly readable."""
+    from supervisor.unix.safefs import write_trusted
+
+    write_trusted(path, data, mode)
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,11 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import stat
 from collections import namedtuple
 
 from supervisor.errors import Exit, SvctlError
-from supervisor.unix.trust import directory_problem, insecure_reason
+from supervisor.unix import safefs
+from supervisor.unix.trust import insecure_reason
 
 
 class PidfileRead(namedtuple("PidfileRead", "kind pid reason", defaults=(None, ""))):
@@ -41,18 +41,27 @@ def parse_pid(text: bytes) -> int | None:
 
 def read_pidfile(path: str) -> PidfileRead:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except FileNotFoundError:
+        place = safefs.locate(path)
+    except (FileNotFoundError, NotADirectoryError):
         return PidfileRead("missing")
+    except safefs.UnsafePath as exc:
+        return PidfileRead("insecure", reason=f"PID file {path}: {exc}")
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return PidfileRead("insecure", reason=f"PID file {path} is a symbolic link")
         return PidfileRead("unreadable", reason=f"cannot read PID file {path}: {exc.strerror}")
+    with place:
+        if place.owner is not None:
+            return PidfileRead("insecure", reason=f"PID file {path} is in {place.controlled_from}, "
+                                                  f"which uid {place.owner} controls")
+        try:
+            fd = safefs.open_regular(place, os.O_RDONLY)
+        except FileNotFoundError:
+            return PidfileRead("missing")
+        except safefs.UnsafePath as exc:
+            return PidfileRead("insecure", reason=f"PID file {exc}")
+        except OSError as exc:
+            return PidfileRead("unreadable", reason=f"cannot read PID file {path}: {exc.strerror}")
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return PidfileRead("insecure", reason=f"PID file {path} is not a regular file")
-        problem = insecure_reason(info, "PID file", path) or directory_problem(os.path.dirname(path) or ".")
+        problem = insecure_reason(os.fstat(fd), "PID file", path)
         if problem:
             return PidfileRead("insecure", reason=problem)
         content = os.read(fd, 64)
@@ -78,10 +87,13 @@ class PidfileLock:
     @classmethod
     def acquire(cls, path: str) -> PidfileLock:
         """Lock PATH (creating it); AlreadyLocked if a live supervisor holds it."""
-        directory = os.path.dirname(path) or "."
-        problem = directory_problem(directory)
-        if problem:
-            raise SvctlError(f"refusing to use the PID file: {problem}", Exit.FAILED)
+        try:
+            with safefs.locate(path) as place:
+                if place.owner is not None:
+                    raise safefs.UnsafePath(f"directory {place.controlled_from} belongs to uid {place.owner}; "
+                                            f"fix: chown root {place.controlled_from}")
+        except OSError as exc:
+            raise SvctlError(f"refusing to use the PID file {path}: {exc}", Exit.FAILED) from None
         for _ in range(10):
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
@@ -108,27 +120,20 @@ class PidfileLock:
         raise SvctlError(f"cannot lock PID file {path}: it keeps being replaced", Exit.FAILED)
 
     def write(self, pid: int) -> None:
-        """Atomically replace the file's content with PID; the lock moves to the new inode."""
-        directory, base = os.path.split(self.path)
-        temporary = os.path.join(directory, f".{base}.{os.getpid()}.tmp")
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.fchmod(fd, 0o644)  # whatever the umask
-        os.write(fd, f"{pid}\n".encode())
-        os.fsync(fd)
-        os.rename(temporary, self.path)
+        """Atomically replace the file's content with PID; the lock moves to the new inode.
+
+        The temporary file is locked before it is renamed into place, so there is no instant at
+        which the PID file exists unlocked.
+        """
+        fd = safefs.write_trusted(self.path, f"{pid}\n".encode(), 0o644,
+                                  prepare=lambda fd: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB))
         old, self.fd = self.fd, fd
         os.close(old)
 
     def remove(self) -> None:
         """Unlink the file if it is still ours, then drop the lock."""
         try:
-            if os.stat(self.path, follow_symlinks=False).st_ino == os.fstat(self.fd).st_ino:
-                os.unlink(self.path)
+            safefs.unlink_trusted(self.path, only_inode=os.fstat(self.fd).st_ino)
         except OSError:
             pass
         self.release()

@@ -1,7 +1,9 @@
 """The supervisor's run directory, RUN_DIR/NAME/: state.json, the control socket, snapshots.
 
 The directory is created root-owned and 0755 (0700 would hide status from non-root callers); it is
-trusted only if nobody else can write it, because state.json names the processes root will signal.
+trusted only if nobody else can write it or any directory above it, because state.json names the
+processes root will signal. Every file here is written and read through safefs (no symlink is
+followed, writes are atomic), so a reader sees the old or the new content, never half of one.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import os
 
 from supervisor.errors import SvctlError
-from supervisor.unix.trust import directory_problem, insecure_reason
+from supervisor.unix import safefs
 
 STATE = "state.json"
 SOCKET = "control.sock"
@@ -21,53 +23,36 @@ def service_dir(run_dir: str, name: str) -> str:
 
 
 def ensure(run_dir: str, name: str) -> str:
+    """Create RUN_DIR/NAME (root-owned, 0755) if needed; refuse it unless root alone controls it."""
     path = service_dir(run_dir, name)
-    os.makedirs(run_dir, mode=0o755, exist_ok=True)
-    os.makedirs(path, mode=0o755, exist_ok=True)
-    for directory in (run_dir, path):
-        problem = directory_problem(directory)
-        if problem:
-            raise SvctlError(f"refusing the run directory: {problem}")
+    try:
+        with safefs.locate(os.path.join(path, STATE), create_dirs=True) as place:
+            if place.owner is not None:
+                raise safefs.UnsafePath(f"{place.controlled_from} belongs to uid {place.owner}; "
+                                        f"fix: chown root {place.controlled_from}")
+            problem = safefs.judge_directory(os.fstat(place.fd), path)[0] != "trusted"
+    except OSError as exc:
+        raise SvctlError(f"refusing the run directory {path}: {exc}") from None
+    if problem:
+        raise SvctlError(f"refusing the run directory {path}: it belongs to another user; fix: chown root {path}")
     return path
 
 
 def write_state(directory: str, state: dict) -> None:
-    """Atomic: readers see the old or the new state, never half of one."""
-    final = os.path.join(directory, STATE)
-    temporary = f"{final}.{os.getpid()}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    try:
-        import json
+    """Atomic: readers see the old or the new state, never half of one. Raises OSError."""
+    import json
 
-        os.write(fd, json.dumps(state, separators=(",", ":")).encode())
-    finally:
-        os.close(fd)
-    os.rename(temporary, final)
+    safefs.write_trusted(os.path.join(directory, STATE), json.dumps(state, separators=(",", ":")).encode(), 0o644)
 
 
 def read_state(directory: str) -> tuple[dict | None, str | None]:
     """(state, None), (None, None) when there is none, or (None, reason) when it can't be trusted."""
-    problem = directory_problem(directory)
-    if problem:
-        if "cannot stat" in problem:
-            return None, None
-        return None, problem
     try:
-        fd = os.open(os.path.join(directory, STATE), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None, None
+        raw = safefs.read_trusted(os.path.join(directory, STATE), "state file")
     except OSError as exc:
-        return None, f"cannot read {directory}/{STATE}: {exc.strerror}"
-    try:
-        info = os.fstat(fd)
-        problem = insecure_reason(info, "state file", os.path.join(directory, STATE))
-        if problem:
-            return None, problem
-        raw = b""
-        while chunk := os.read(fd, 65536):
-            raw += chunk
-    finally:
-        os.close(fd)
+        return None, str(exc) if isinstance(exc, safefs.UnsafePath) else f"cannot read {directory}/{STATE}: {exc.strerror}"
+    if raw is None:
+        return None, None
     import json
 
     try:
@@ -77,29 +62,33 @@ def read_state(directory: str) -> tuple[dict | None, str | None]:
     return (state, None) if isinstance(state, dict) else (None, f"{directory}/{STATE} is not an object")
 
 
-def write_ident(directory: str, line: str) -> None:
-    final = os.path.join(directory, IDENT)
-    temporary = f"{final}.{os.getpid()}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+def write_ident(directory: str, line: str) -> int:
+    """Write the identity file; returns its inode, so that only this file is removed at exit."""
+    path = os.path.join(directory, IDENT)
+    fd = safefs.write_trusted(path, line.encode() + b"\n", 0o644, prepare=lambda _fd: None)
     try:
-        os.write(fd, line.encode() + b"\n")
+        return os.fstat(fd).st_ino
     finally:
         os.close(fd)
-    os.rename(temporary, final)
 
 
 def read_ident(directory: str) -> list[str] | None:
     """The supervisor's identity fields, if the file exists and can be trusted."""
-    if directory_problem(directory):
-        return None
     try:
-        fd = os.open(os.path.join(directory, IDENT), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        raw = safefs.read_trusted(os.path.join(directory, IDENT), "identity file", 4096)
     except OSError:
         return None
-    try:
-        if insecure_reason(os.fstat(fd), "file", directory):
-            return None
-        fields = os.read(fd, 4096).decode("utf-8", "replace").split(" ", 3)
-    finally:
-        os.close(fd)
+    if raw is None:
+        return None
+    fields = raw.decode("utf-8", "replace").split(" ", 3)
     return fields if len(fields) == 4 else None
+
+
+def remove_own(directory: str, entry: str, inode: int | None) -> None:
+    """Remove DIRECTORY/ENTRY only if it is still the file we created (inode INODE)."""
+    if inode is None:
+        return
+    try:
+        safefs.unlink_trusted(os.path.join(directory, entry), only_inode=inode)
+    except OSError:
+        pass  # leaving a file behind is better than removing another supervisor's
