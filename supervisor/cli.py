@@ -2,46 +2,196 @@
 
 The only place that turns results into text on stdout/stderr and into exit codes. Verb modules are
 imported on demand, so ``svctl status`` pays only for what status needs (no psutil, no daemon).
+Every verb's options are parsed here, by one parser, before the verb runs: an unknown option is
+exit 2 with the verb's usage, never silently ignored; ``svctl VERB --help`` prints the usage.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from supervisor.errors import Exit, SvctlError
 
+GLOBALS = "svctl [--config-dir DIR] [--run-dir DIR]"
 USAGE = (
-    "Usage: svctl [--config-dir DIR] [--run-dir DIR] "
+    f"Usage: {GLOBALS} "
     "{start|stop|status|restart|try-restart|reload|force-reload|run|check|install|uninstall|init|logs|reopen-logs} "
     "NAME [options]"
 )
+PIPE_CLOSED = 128 + 13  # what a shell reports for a command killed by SIGPIPE (`yes | head -1`)
 
-# verb -> (module under supervisor.commands, function). One table, no registry magic.
-VERBS: dict[str, tuple[str, str]] = {
-    "start": ("lifecycle", "start"),
-    "stop": ("stop", "stop"),
-    "restart": ("lifecycle", "restart"),
-    "try-restart": ("lifecycle", "try_restart"),
-    "reload": ("lifecycle", "reload"),
-    "force-reload": ("lifecycle", "force_reload"),
-    "status": ("status", "status"),
-    "run": ("lifecycle", "run"),
-    "logs": ("status", "logs"),
-    "reopen-logs": ("lifecycle", "reopen_logs"),
-    "check": ("check", "check"),
-    "install": ("install", "install"),
-    "uninstall": ("install", "uninstall"),
-    "init": ("init", "init"),
+# Options of a verb: option -> None for a flag, or the name of the value it takes
+# (given as `-n 5`, `-n5`, `--root DIR` or `--root=DIR`).
+NAME_ONLY: dict[str, str | None] = {}
+INIT_OPTIONS: dict[str, str | None] = {
+    "--ip": "ADDR", "--port": "N", "--hub-port": "N", "--api-port": "N", "--prefix": "DIR",
+    "--users": "a,b", "--admins": "a", "--auth": "pam|dummy", "--proxy": "hub|external",
+    "--force": None, "--no-hints": None,
+}
+INSTALL_OPTIONS: dict[str, str | None] = {
+    "--systemd": None, "--no-systemd": None, "--initd": None, "--no-initd": None, "--root": "DIR",
+    "--print": None,
+}
+
+# verb -> (module under supervisor.commands, function, what follows the verb, its options).
+# One table, no registry magic.
+VERBS: dict[str, tuple[str, str, str, dict[str, str | None]]] = {
+    "start": ("lifecycle", "start", "NAME", NAME_ONLY),
+    "stop": ("stop", "stop", "NAME", NAME_ONLY),
+    "restart": ("lifecycle", "restart", "NAME", NAME_ONLY),
+    "try-restart": ("lifecycle", "try_restart", "NAME", NAME_ONLY),
+    "reload": ("lifecycle", "reload", "NAME", NAME_ONLY),
+    "force-reload": ("lifecycle", "force_reload", "NAME", NAME_ONLY),
+    "status": ("status", "status", "NAME [--json]", {"--json": None}),
+    "run": ("lifecycle", "run", "NAME", NAME_ONLY),
+    "logs": ("status", "logs", "NAME [-f] [-n LINES]", {"-f": None, "-n": "LINES"}),
+    "reopen-logs": ("lifecycle", "reopen_logs", "NAME", NAME_ONLY),
+    "check": ("check", "check", "NAME [--json]", {"--json": None}),
+    "install": ("install", "install",
+                "NAME [--systemd|--no-systemd] [--initd|--no-initd] [--root DIR] [--print]", INSTALL_OPTIONS),
+    "uninstall": ("install", "uninstall", "NAME [--root DIR]", {"--root": "DIR"}),
+    "init": ("init", "init", ("jupyterhub [--ip ADDR] [--port N] [--hub-port N] [--api-port N] [--prefix DIR] "
+                              "[--users a,b] [--admins a] [--auth pam|dummy] [--proxy hub|external] [--force] "
+                              "[--no-hints]"),
+             INIT_OPTIONS),
+}
+
+# What `--help` adds below the usage line, for verbs whose options need words.
+HELP = {
+    "init": (
+        "  --ip ADDR           address to serve on (default: the host's global IPv6 address, else ::1)",
+        "  --port N            the public HTTPS port (default 9443)",
+        "  --hub-port N        the hub's private API port on ::1 (default 9081)",
+        "  --api-port N        the proxy's REST API port on ::1 (default 9001)",
+        "  --prefix DIR        put everything under this directory (no root needed)",
+        "  --users a,b         comma-separated allowed users",
+        "  --admins a          comma-separated admin users",
+        "  --auth pam|dummy    how users log in (default pam)",
+        "  --proxy hub|external  external: configurable-http-proxy as its own service (jupyterhub-proxy),",
+        "                      so a reload restarts only the hub and user servers keep answering",
+        "  --force             overwrite existing files",
+        "  --no-hints          skip the 'next:' line (make run supervises it itself)",
+    ),
+    "logs": ("  -f        keep printing what the service writes", "  -n LINES  how many lines first (default 50)"),
+    "install": ("  --root DIR  write under DIR instead of / (no root needed)",
+                "  --print     show the files instead of writing them"),
 }
 
 
+def usage(verb: str) -> str:
+    return f"Usage: {GLOBALS} {verb} {VERBS[verb][2]}"
+
+
 class Context:
-    """Where service definitions and run directories are (from --config-dir/--run-dir or the env)."""
+    """Where service definitions and run directories are (from --config-dir/--run-dir or the env),
+    and the verb's parsed options."""
 
-    __slots__ = ("config_dir", "run_dir")
+    __slots__ = ("config_dir", "run_dir", "options")
 
-    def __init__(self, config_dir: str, run_dir: str) -> None:
-        self.config_dir, self.run_dir = config_dir, run_dir
+    def __init__(self, config_dir: str, run_dir: str, options: Options | None = None) -> None:
+        self.config_dir, self.run_dir, self.options = config_dir, run_dir, options
+
+
+class Options:
+    """A verb's command line, parsed: its one NAME and the options given, in order."""
+
+    __slots__ = ("verb", "name", "given")
+
+    def __init__(self, verb: str, name: str, given: list[tuple[str, str | None]]) -> None:
+        self.verb, self.name, self.given = verb, name, given
+
+    def flag(self, option: str) -> bool:
+        return any(given == option for given, _ in self.given)
+
+    def value(self, option: str, default: str | None = None) -> str | None:
+        """The value of the last OPTION given, or DEFAULT."""
+        for given, value in reversed(self.given):
+            if given == option:
+                return value
+        return default
+
+    def last(self, *options: str) -> str | None:
+        """Which of OPTIONS came last (for --x/--no-x pairs), or None if none was given."""
+        for given, _ in reversed(self.given):
+            if given in options:
+                return given
+        return None
+
+    def number(self, option: str, default: int, low: int, high: int) -> int:
+        """OPTION's value as a whole number from LOW to HIGH (exit 2 otherwise)."""
+        text = self.value(option)
+        if text is None:
+            return default
+        try:
+            number = int(text.strip(), 10) if text.strip().isdigit() else None
+        except ValueError:
+            number = None
+        if number is None or not low <= number <= high:
+            raise bad_args(self.verb, f"{option} needs a whole number from {low} to {high}, got {_shown(text)}")
+        return number
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
+def bad_args(verb: str, message: str) -> SvctlError:
+    return SvctlError(f"{verb}: {message}\n{usage(verb)}", Exit.BAD_ARGS)
+
+
+def wants_help(args: list[str]) -> bool:
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg in ("-h", "--help"):
+            return True
+    return False
+
+
+def parse_args(verb: str, args: list[str]) -> Options:
+    """NAME and the options of VERB; anything else is exit 2 with the verb's usage."""
+    spec = VERBS[verb][3]
+    positional: list[str] = []
+    given: list[tuple[str, str | None]] = []
+    rest = list(args)
+    only_positional = False
+    while rest:
+        arg = rest.pop(0)
+        if only_positional or arg == "-" or not arg.startswith("-"):
+            positional.append(arg)
+            continue
+        if arg == "--":
+            only_positional = True
+            continue
+        option, equals, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if option not in spec and spec.get(arg[:2]) is not None and not arg.startswith("--"):
+            option, equals, value = arg[:2], "=", arg[2:]  # -n5
+        if option not in spec:
+            raise bad_args(verb, f"unknown option {_shown(arg)}")
+        if spec[option] is None:
+            if equals:
+                raise bad_args(verb, f"{option} takes no value")
+            given.append((option, None))
+            continue
+        if not equals:
+            if not rest:
+                raise bad_args(verb, f"{option} needs a value ({spec[option]})")
+            value = rest.pop(0)
+        given.append((option, value))
+    if not positional:
+        raise bad_args(verb, f"missing {VERBS[verb][2].split()[0]}")
+    if len(positional) > 1:
+        raise bad_args(verb, f"unexpected argument {_shown(positional[1])}")
+    return Options(verb, positional[0], given)
+
+
+def options_for(context: Context, verb: str, args: list[str]) -> Options:
+    """What main() parsed for VERB, or ARGS parsed now (a verb calling another, or called directly)."""
+    options = getattr(context, "options", None)
+    if options is not None and options.verb == verb:
+        return options
+    return parse_args(verb, args)
 
 
 def parse_globals(argv: list[str]) -> tuple[dict[str, str], list[str]]:
@@ -49,44 +199,86 @@ def parse_globals(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     rest = list(argv)
     while rest and rest[0].startswith("--") and rest[0] not in ("--help", "--version"):
         flag = rest.pop(0)
-        key, _, value = flag.partition("=")
+        key, equals, value = flag.partition("=")
         if key not in ("--config-dir", "--run-dir"):
-            raise SvctlError(f"unknown option {flag}\n{USAGE}", Exit.BAD_ARGS)
-        if not value:
+            raise SvctlError(f"unknown option {_shown(flag)}\n{USAGE}", Exit.BAD_ARGS)
+        if not equals:
             if not rest:
                 raise SvctlError(f"{key} needs a directory\n{USAGE}", Exit.BAD_ARGS)
             value = rest.pop(0)
+        if not value:
+            raise SvctlError(f"{key} needs a directory, not an empty string\n{USAGE}", Exit.BAD_ARGS)
         options[key] = value
     return options, rest
 
 
+def run(argv: list[str]) -> int:
+    options, rest = parse_globals(argv)
+    if not rest or rest[0] in ("-h", "--help", "help"):
+        print(USAGE, file=sys.stdout if rest else sys.stderr)
+        return Exit.OK if rest else Exit.BAD_ARGS
+    if rest[0] == "--version":
+        from supervisor import __version__
+
+        print(f"svctl {__version__}")
+        return Exit.OK
+    verb, args = rest[0], rest[1:]
+    if verb not in VERBS:
+        print(f"svctl: unknown verb {_shown(verb)}\n{USAGE}", file=sys.stderr)
+        return Exit.UNKNOWN_VERB
+    if wants_help(args):
+        print("\n".join((usage(verb), *HELP.get(verb, ()))))
+        return Exit.OK
+    parsed = parse_args(verb, args)
+    from supervisor.names import config_dir, run_dir
+
+    try:
+        context = Context(config_dir(options.get("--config-dir")), run_dir(options.get("--run-dir")), parsed)
+    except OSError as exc:  # abspath of a relative directory when the working directory is gone
+        raise SvctlError(f"cannot resolve the directories: {exc.strerror}", Exit.BAD_ARGS) from None
+    module_name, function_name = VERBS[verb][:2]
+    # __import__ rather than importlib.import_module: one module less on every start-up
+    module = __import__(f"supervisor.commands.{module_name}", fromlist=[function_name])
+    return getattr(module, function_name)(context, args)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    code = None
     try:
-        options, rest = parse_globals(argv)
-        if not rest or rest[0] in ("-h", "--help", "help"):
-            print(USAGE, file=sys.stdout if rest else sys.stderr)
-            return Exit.OK if rest else Exit.BAD_ARGS
-        if rest[0] == "--version":
-            from supervisor import __version__
-
-            print(f"svctl {__version__}")
-            return Exit.OK
-        verb, args = rest[0], rest[1:]
-        if verb not in VERBS:
-            print(f"svctl: unknown verb {verb!r}\n{USAGE}", file=sys.stderr)
-            return Exit.UNKNOWN_VERB
-        from supervisor.names import config_dir, run_dir
-
-        context = Context(config_dir(options.get("--config-dir")), run_dir(options.get("--run-dir")))
-        module_name, function_name = VERBS[verb]
-        # __import__ rather than importlib.import_module: one module less on every start-up
-        module = __import__(f"supervisor.commands.{module_name}", fromlist=[function_name])
-        function = getattr(module, function_name)
-        return function(context, args)
+        code = run(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not as "Exception ignored" at exit
+        return code
     except SvctlError as exc:
-        print(f"svctl: {exc}", file=sys.stderr)
+        _complain(f"svctl: {exc}")
         return exc.code
+    except BrokenPipeError:  # `svctl status | head -1`: the reader left; stop quietly, like coreutils
+        silence_stdout()
+        return code if code is not None else PIPE_CLOSED
     except KeyboardInterrupt:
-        print("svctl: interrupted", file=sys.stderr)
+        _complain("svctl: interrupted")
         return 130
+
+
+def _complain(line: str) -> None:
+    """The error line on stderr; what the verb printed before it still goes out first."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        silence_stdout()
+    except (OSError, ValueError):
+        pass
+    try:
+        print(line, file=sys.stderr)
+    except (OSError, ValueError):
+        pass
+
+
+def silence_stdout() -> None:
+    """Point fd 1 at /dev/null, so the interpreter's last flush of stdout has somewhere to go."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

@@ -1,8 +1,12 @@
 """Service definitions: ``/etc/svctl/NAME.toml`` -> a frozen ServiceConfig.
 
-Every key is validated once, here; an unknown key, a wrong type or a bad value is a ConfigError
-naming the file and the key (exit 6). Defaults live in DEFAULTS and in etc/example.toml, which
-documents every key.
+Every key is validated once, here; an unknown key, a wrong type, a bad or out-of-bounds value is a
+ConfigError naming the file and the key (exit 6). Defaults live in FIELDS and in etc/example.toml,
+which documents every key and its bounds.
+
+The file tells root what to run, so it is used only if nobody but root could have written it: the
+file and every directory on its path (supervisor/unix/trustchain.py). It is read through one fd,
+non-blocking (a FIFO must not hang `svctl`), and judged by fstat of that fd.
 """
 
 from __future__ import annotations
@@ -10,14 +14,26 @@ from __future__ import annotations
 import os
 from collections import namedtuple
 
-from supervisor.core.schedule import ScheduleError, format_schedule, parse_schedule
+from supervisor.core.schedule import MAX_SECONDS, ScheduleError, format_schedule, parse_schedule
 from supervisor.core.signals import parse_signal
 from supervisor.errors import ConfigError, Exit, SvctlError
 from supervisor.names import validate_name
+from supervisor.unix.trustchain import TooLarge, Untrusted, check_chain, file_problem, read_regular_file, walk
 
 RESTART_POLICIES = ("always", "on-failure", "never")
 PRESETS = ("jupyterhub",)
 READY_SCHEMES = ("http://", "https://", "tcp://")
+
+# Bounds (documented in etc/example.toml). Seconds: MAX_SECONDS (24 days) is the longest the
+# supervisor's event loop can wait in one call; anything sane is far below.
+MAX_FILE_BYTES = 1 << 20  # a service file is a screenful of TOML
+MAX_LOG_BYTES = 1 << 40
+MAX_LOG_BACKUPS = 1000  # every rotation renames each backup
+MAX_COUNT = 10**6
+MAX_DESCRIPTION = 4096  # characters
+MAX_PATH = 4095  # bytes: PATH_MAX less the NUL
+MAX_STRING = 128 * 1024 - 1  # bytes: the kernel's limit for one argument or environment string
+MAX_ITEMS = 4096  # command, check, watch and environment entries
 
 
 DEFAULT_STOP = parse_schedule("TERM/30/KILL/5")
@@ -93,35 +109,62 @@ def service_path(name: str, directory: str) -> str:
     return os.path.join(directory, validate_name(name) + ".toml")
 
 
-def load(name: str, directory: str, state: dict | None = None) -> ServiceConfig:
-    """Read and validate ``DIRECTORY/NAME.toml``.
+def load(name: str, directory: str, state: dict | None = None, for_display: bool = False) -> ServiceConfig:
+    """Read and validate ``DIRECTORY/NAME.toml``, if it can be trusted.
 
     STATE is a running supervisor's trusted state.json: when the file is unchanged since the
-    supervisor recorded it (same inode, size, mtime and ctime), its recorded content is used and
-    the TOML parser is not even imported; that is most of what keeps `svctl status` fast.
+    supervisor recorded it (same inode, size, mtime and ctime) and still trusted (its path walked
+    again: a few lstat calls), its recorded content is used and the TOML parser is not even
+    imported; that is most of what keeps `svctl status` fast. A record published without its
+    `environment` values (state.json is world-readable: docs/security.md S1) is "redacted" and
+    serves only FOR_DISPLAY (status); anything that may start the service parses the file.
     """
     path = service_path(name, directory)
-    record = (state or {}).get("config") or {}
-    if record.get("path") == path and record.get("signature") == signature(path):
+    reason, info, resolved = walk(path)
+    if reason:
+        raise untrusted(path, reason)
+    record = state.get("config") if isinstance(state, dict) else None
+    if (info is not None and isinstance(record, dict) and record.get("path") == path
+            and isinstance(record.get("data"), dict) and record.get("signature") == _signature(info)
+            and (for_display or not record.get("redacted")) and file_problem(info, resolved) is None):
         return from_mapping(name, path, record["data"], validated=True)
-    return from_mapping(name, path, read_mapping(path))
+    return from_mapping(name, path, _read_trusted(path))
+
+
+def untrusted(path: str, reason: str) -> ConfigError:
+    return ConfigError(f"{path}: refusing this service definition, root would run what it says: {reason}")
+
+
+def _signature(info: os.stat_result) -> list[int]:
+    return [info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
 
 
 def signature(path: str) -> list[int] | None:
     """What changes whenever the file's content may have: inode, size, mtime and ctime."""
     try:
-        info = os.stat(path)
+        return _signature(os.stat(path))
     except OSError:
         return None
-    return [info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
 
 
 def read_mapping(path: str) -> dict:
+    """The parsed content of a service file, after the trust checks of its path."""
+    reason = walk(path)[0]
+    if reason:
+        raise untrusted(path, reason)
+    return _read_trusted(path)
+
+
+def _read_trusted(path: str) -> dict:
+    """Read PATH (its directories already checked) through one fd, judged by fstat of that fd."""
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
+        raw = read_regular_file(path, MAX_FILE_BYTES)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such service definition (create it, or run 'svctl init')") from None
+    except Untrusted as exc:
+        raise untrusted(path, str(exc)) from None
+    except TooLarge:
+        raise ConfigError(f"{path}: larger than 1 MiB, the most a service definition may be") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     return parse_toml(path, raw)
@@ -134,6 +177,8 @@ def parse_toml(path: str, raw: bytes) -> dict:
         return tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per level: `a = [[[[...` a few thousand deep
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
 
 
 def parse(name: str, path: str, raw: bytes) -> ServiceConfig:
@@ -153,47 +198,53 @@ def record(config: ServiceConfig) -> dict | None:
 
 
 def from_mapping(name: str, path: str, data: dict, validated: bool = False) -> ServiceConfig:
+    """VALIDATED: content a supervisor already accepted (state.json): no URL parsing, no user lookup."""
     def fail(key: str, reason: str) -> ConfigError:
         return ConfigError(f"{path}: {key}: {reason}")
 
     for key, value in data.items():
         if key not in KEYS:
-            raise fail(key, "unknown key (see etc/example.toml for the keys svctl knows)")
+            shown = key if len(key) <= 64 and key.isprintable() else _shown(key)
+            raise fail(shown, "unknown key (see etc/example.toml for the keys svctl knows)")
         types, description = KEYS[key]
         if isinstance(value, bool) or not isinstance(value, types):
-            raise fail(key, f"expected {description}, got {type(value).__name__} {value!r}")
+            raise fail(key, f"expected {description}, got {type(value).__name__} {_shown(value)}")
+        _check_strings(value, lambda reason, key=key: fail(key, reason))
     values: dict = {}
     if "command" not in data:
         raise fail("command", "missing: the service needs a command to run")
     values["command"] = _string_list(data["command"], lambda r: fail("command", r), allow_empty=False)
-    if not os.path.isabs(values["command"][0]):
-        raise fail("command", f"{values['command'][0]!r} must be an absolute path (init scripts run with a bare PATH)")
+    _path(values["command"][0], lambda r: fail("command", r + " (init scripts run with a bare PATH)"))
     for key in ("working_directory", "pidfile", "log_file", "events_file"):
         if key in data:
-            if not os.path.isabs(data[key]):
-                raise fail(key, f"{data[key]!r} must be an absolute path")
-            values[key] = os.path.normpath(data[key])
+            values[key] = os.path.normpath(_path(data[key], lambda r, key=key: fail(key, r)))
     for key in ("description", "user", "preset"):
         if key in data:
             values[key] = data[key]
+    if len(values.get("description", "")) > MAX_DESCRIPTION:
+        raise fail("description", f"{len(values['description'])} characters; at most {MAX_DESCRIPTION}")
+    if "user" in data:
+        values["user"] = _user(data["user"], lambda r: fail("user", r), look_up=not validated)
     if values.get("preset") not in (None, *PRESETS):
-        raise fail("preset", f"unknown preset {values['preset']!r}; known: {', '.join(PRESETS)}")
+        raise fail("preset", f"unknown preset {_shown(values['preset'])}; known: {', '.join(PRESETS)}")
     if "environment" in data:
         env = data["environment"]
+        if len(env) > MAX_ITEMS:
+            raise fail("environment", f"{len(env)} variables; at most {MAX_ITEMS}")
         for key, value in env.items():
             if not isinstance(value, str) or "=" in key or not key:
-                raise fail("environment", f"{key!r} must map a name without '=' to a string")
+                raise fail("environment", f"{_shown(key)} must map a name without '=' to a string")
         values["environment"] = tuple(sorted(env.items()))
     if "stop" in data:
         try:
             values["stop"] = parse_schedule(str(data["stop"]))
         except ScheduleError as exc:
-            raise fail("stop", f"{data['stop']!r}: {exc}") from None
+            raise fail("stop", f"{_shown(data['stop'])}: {exc}") from None
     if "reload" in data:
         values["reload"], values["reload_signal"] = _reload(data["reload"], lambda r: fail("reload", r))
     if "restart" in data:
         if data["restart"] not in RESTART_POLICIES:
-            raise fail("restart", f"{data['restart']!r} is not one of {', '.join(RESTART_POLICIES)}")
+            raise fail("restart", f"{_shown(data['restart'])} is not one of {', '.join(RESTART_POLICIES)}")
         values["restart"] = data["restart"]
     if "ready" in data:
         # content a supervisor already accepted needs no URL parsing (urllib) again
@@ -201,25 +252,79 @@ def from_mapping(name: str, path: str, data: dict, validated: bool = False) -> S
     for key in ("ready_timeout", "start_seconds", "check_timeout", "min_uptime", "backoff_initial",
                 "backoff_max", "give_up_window", "give_up_cooldown"):
         if key in data:
-            if data[key] < 0:
-                raise fail(key, f"{data[key]!r} must not be negative")
-            values[key] = float(data[key])
-    for key in ("log_max_bytes", "log_backups", "give_up_after"):
+            values[key] = float(_bounded(data[key], MAX_SECONDS, "s, 24 days", lambda r, key=key: fail(key, r)))
+    for key, most in (("log_max_bytes", MAX_LOG_BYTES), ("log_backups", MAX_LOG_BACKUPS),
+                      ("give_up_after", MAX_COUNT)):
         if key in data:
-            if data[key] < 0:
-                raise fail(key, f"{data[key]!r} must not be negative")
-            values[key] = data[key]
+            values[key] = _bounded(data[key], most, "", lambda r, key=key: fail(key, r))
     if "watch" in data:
         values["watch"] = _string_list(data["watch"], lambda r: fail("watch", r), allow_empty=True)
         for item in values["watch"]:
-            if not os.path.isabs(item):
-                raise fail("watch", f"{item!r} must be an absolute path")
+            _path(item, lambda r: fail("watch", r))
     if "check" in data:
         values["check"] = _string_list(data["check"], lambda r: fail("check", r), allow_empty=True)
+        if values["check"]:  # absolute like command: a PATH lookup as root could not be checked
+            _path(values["check"][0], lambda r: fail("check", r))
     values.setdefault("pidfile", f"/run/{name}.pid")
     values.setdefault("log_file", f"/var/log/{name}.log")
     values.setdefault("events_file", f"/var/log/svctl/{name}.json")
     return ServiceConfig(name=name, path=path, **values)
+
+
+def _shown(value: object) -> str:
+    """A value for an error message: repr, clipped (a 1 MiB string makes no useful line)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_strings(value: object, fail) -> None:
+    """No NUL anywhere (the kernel would cut the string there, or Python raise), none too long."""
+    if isinstance(value, str):
+        if "\0" in value:
+            raise fail(f"{_shown(value)} contains a NUL character")
+        if len(value) > MAX_STRING // 4 and len(value.encode("utf-8", "surrogatepass")) > MAX_STRING:
+            raise fail(f"a string of {len(value)} characters; at most {MAX_STRING} bytes")
+    elif isinstance(value, list):
+        if len(value) > MAX_ITEMS:
+            raise fail(f"{len(value)} items; at most {MAX_ITEMS}")
+        for item in value:
+            _check_strings(item, fail)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_strings(key, fail)
+            _check_strings(item, fail)
+
+
+def _path(value: str, fail) -> str:
+    if not os.path.isabs(value):
+        raise fail(f"{_shown(value)} must be an absolute path")
+    if len(value) > MAX_PATH // 4 and len(value.encode("utf-8", "surrogatepass")) > MAX_PATH:
+        raise fail(f"a path of {len(value)} characters; at most {MAX_PATH} bytes")
+    return value
+
+
+def _bounded(value: int | float, most: int, unit: str, fail) -> int | float:
+    """0 <= VALUE <= MOST; also refuses nan and inf (a comparison with nan is always False)."""
+    if not 0 <= value <= most:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise fail(f"{value!r} is not a finite number")
+        if value < 0:
+            raise fail(f"{_shown(value)} must not be negative")
+        raise fail(f"{_shown(value)} is too large (at most {most}{' ' + unit if unit else ''})")
+    return value
+
+
+def _user(value: str, fail, look_up: bool) -> str:
+    if not value:
+        raise fail("must not be empty (leave it out to run as the supervisor's user)")
+    if look_up:
+        import pwd
+
+        try:
+            pwd.getpwnam(value)
+        except KeyError:
+            raise fail(f"no such user {_shown(value)}") from None
+    return value
 
 
 def _string_list(value: list, fail, *, allow_empty: bool) -> tuple[str, ...]:
@@ -227,7 +332,7 @@ def _string_list(value: list, fail, *, allow_empty: bool) -> tuple[str, ...]:
         raise fail("must not be empty")
     for item in value:
         if not isinstance(item, str) or not item:
-            raise fail(f"every item must be a non-empty string, got {item!r}")
+            raise fail(f"every item must be a non-empty string, got {_shown(item)}")
     return tuple(value)
 
 
@@ -257,10 +362,37 @@ def _ready_url(value: str, fail) -> str:
 
 
 def ensure_paths_exist(config: ServiceConfig) -> None:
-    """Checks done before anything is forked: program installed (5), working directory present (6)."""
+    """Checks done before anything is forked: program installed (5), working directory present (6),
+    and, for a root service, programs nobody else could have changed (6)."""
     program = config.command[0]
     if not os.path.isfile(program) or not os.access(program, os.X_OK):
         raise SvctlError(f"{config.path}: command: {program} is not installed (not an executable file)",
                          Exit.NOT_INSTALLED)
     if not os.path.isdir(config.working_directory):
         raise ConfigError(f"{config.path}: working_directory: {config.working_directory} does not exist")
+    ensure_programs_trusted(config)
+
+
+def runs_as_root(config: ServiceConfig) -> bool:
+    """Whether the service (and its check) run with uid 0: user unset means the supervisor's user."""
+    if not config.user:
+        return os.geteuid() == 0
+    import pwd
+
+    try:
+        return pwd.getpwnam(config.user).pw_uid == 0
+    except KeyError:
+        return config.user == "root"
+
+
+def ensure_programs_trusted(config: ServiceConfig) -> None:
+    """A root service runs command[0] and check[0] as root: whoever could replace either program,
+    or a directory on its path, would run code as root. Refused (exit 6), naming the key and fix.
+    A program that does not exist is left to the caller (exit 5, or the check's own failure)."""
+    if not runs_as_root(config):
+        return
+    for key, argv in (("command", config.command), ("check", config.check)):
+        if argv:
+            reason = check_chain(argv[0])
+            if reason:
+                raise ConfigError(f"{config.path}: {key}: refusing to run {argv[0]} as root: {reason}")

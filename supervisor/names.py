@@ -23,9 +23,11 @@ def validate_name(name: str) -> str:
     return name
 
 
+# Absolute from the start: a supervisor daemonizes (cwd /), so a relative directory would name
+# another place after the fork than the one the caller meant.
 def config_dir(cli_value: str | None = None) -> str:
-    return cli_value or os.environ.get("SVCTL_CONFIG_DIR") or DEFAULT_CONFIG_DIR
+    return os.path.abspath(cli_value or os.environ.get("SVCTL_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
 
 
 def run_dir(cli_value: str | None = None) -> str:
-    return cli_value or os.environ.get("SVCTL_RUN_DIR") or DEFAULT_RUN_DIR
+    return os.path.abspath(cli_value or os.environ.get("SVCTL_RUN_DIR") or DEFAULT_RUN_DIR)

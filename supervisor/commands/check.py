@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import sys
 
-from supervisor.errors import Exit, SvctlError
+from supervisor.errors import Exit
+from supervisor.names import validate_name
 
 
 def _check_command_finding(config):
@@ -31,14 +32,13 @@ def _check_command_finding(config):
 
 
 def check(context, args: list[str]) -> int:
-    as_json = "--json" in args
-    names = [arg for arg in args if arg != "--json"]
-    unknown = [arg for arg in names if arg.startswith("-")]
-    if unknown or len(names) != 1:
-        raise SvctlError("usage: svctl check NAME [--json]", Exit.BAD_ARGS)
-    from supervisor.config import load
+    from supervisor.cli import options_for
+    from supervisor.config import ensure_programs_trusted, load
 
-    config = load(names[0], context.config_dir)  # ConfigError -> exit 6 via the CLI
+    options = options_for(context, "check", args)
+    as_json = options.flag("--json")
+    config = load(validate_name(options.name), context.config_dir)  # ConfigError -> exit 6 via the CLI
+    ensure_programs_trusted(config)  # the check runs check[0] as root: same rule as a start
     findings = [_check_command_finding(config)]
     if config.preset == "jupyterhub":
         from supervisor.jupyterhub.probe import run_doctor

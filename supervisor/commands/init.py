@@ -1,41 +1,42 @@
 """``svctl init jupyterhub [--ip ADDR] [--port N] [--prefix DIR] [--users a,b] [--admins a] [--auth pam|dummy]
-[--proxy hub|external] [--force]``.
+[--proxy hub|external] [--force]`` (options parsed by supervisor/cli.py, which also prints --help).
 
 Prints one line per file (written / kept) and what to do next.
 """
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import os
 
 from supervisor.errors import Exit, SvctlError
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CHOICES = {"--auth": ("pam", "dummy"), "--proxy": ("hub", "external")}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise SvctlError(f"init jupyterhub: {message}", Exit.BAD_ARGS)
+class InitArgs:
+    """The options of `svctl init jupyterhub` (parsed by the CLI's one parser), checked."""
+
+    def __init__(self, options) -> None:
+        self.ip = options.value("--ip")
+        self.port = options.number("--port", 9443, 1, 65535)
+        self.hub_port = options.number("--hub-port", 9081, 1, 65535)
+        self.api_port = options.number("--api-port", 9001, 1, 65535)
+        self.prefix = options.value("--prefix", "")
+        self.users, self.admins = options.value("--users", ""), options.value("--admins", "")
+        self.auth, self.proxy = _choice(options, "--auth"), _choice(options, "--proxy")
+        self.force, self.no_hints = options.flag("--force"), options.flag("--no-hints")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="svctl init jupyterhub", add_help=True)
-    parser.add_argument("--ip", help="address to serve on (default: the host's global IPv6 address, else ::1)")
-    parser.add_argument("--port", type=int, default=9443)
-    parser.add_argument("--hub-port", type=int, default=9081, help="the hub's private API port on ::1")
-    parser.add_argument("--api-port", type=int, default=9001, help="the proxy's REST API port on ::1")
-    parser.add_argument("--prefix", default="", help="put everything under this directory (no root needed)")
-    parser.add_argument("--users", default="", help="comma-separated allowed users")
-    parser.add_argument("--admins", default="", help="comma-separated admin users")
-    parser.add_argument("--auth", choices=("pam", "dummy"), default="pam")
-    parser.add_argument("--proxy", choices=("hub", "external"), default="hub",
-                        help="external: configurable-http-proxy as its own service (jupyterhub-proxy), so a "
-                             "reload restarts only the hub and user servers keep answering")
-    parser.add_argument("--force", action="store_true", help="overwrite existing files")
-    parser.add_argument("--no-hints", action="store_true", help="skip the 'next:' line (make run supervises it itself)")
-    return parser
+def _choice(options, option: str) -> str:
+    from supervisor.cli import bad_args
+
+    allowed = CHOICES[option]
+    value = options.value(option, allowed[0])
+    if value not in allowed:
+        raise bad_args("init", f"{option} must be {' or '.join(allowed)}, not {value!r}")
+    return value
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -52,14 +53,14 @@ def _host_addresses() -> list[str]:
 
 
 def init(context, args: list[str]) -> int:
-    if not args or args[0] != "jupyterhub":
+    from supervisor.cli import options_for
+
+    parsed = options_for(context, "init", args)
+    if parsed.name != "jupyterhub":
         raise SvctlError("init: only 'svctl init jupyterhub' exists", Exit.BAD_ARGS)
+    options = InitArgs(parsed)
     from supervisor.jupyterhub import certs, scaffold
 
-    options = _parser().parse_args(args[1:])
-    for flag in ("port", "hub_port", "api_port"):
-        if not 0 < getattr(options, flag) < 65536:
-            raise SvctlError(f"init jupyterhub: --{flag.replace('_', '-')} must be 1-65535", Exit.BAD_ARGS)
     try:
         ip = scaffold.check_ip(options.ip) if options.ip else scaffold.default_ip(_host_addresses())
     except scaffold.InitError as exc:

@@ -9,6 +9,7 @@ import sys
 import time
 
 from supervisor import config as configuration
+from supervisor.cli import options_for
 from supervisor.config import ServiceConfig
 from supervisor.errors import Exit, SvctlError
 from supervisor.names import validate_name
@@ -18,9 +19,9 @@ from supervisor.unix.pidfile import AlreadyLocked, PidfileLock, read_pidfile
 
 
 def load(context, args: list[str], verb: str) -> tuple[ServiceConfig, list[str]]:
-    if not args or args[0].startswith("-"):
-        raise SvctlError(f"usage: svctl {verb} NAME", Exit.BAD_ARGS)
-    name = validate_name(args[0])
+    """The service named on the command line (these verbs take NAME and no options: the CLI's
+    parser has refused anything else with exit 2), and the arguments after it."""
+    name = validate_name(options_for(context, verb, args).name)
     state, _ = rundir.read_state(rundir.service_dir(context.run_dir, name))  # unchanged file: no TOML parse
     return configuration.load(name, context.config_dir, state=state), args[1:]
 
@@ -109,14 +110,24 @@ def report_start_failure(config: ServiceConfig, message: str) -> int:
 
 
 def ask(config: ServiceConfig, obs: Observation, command: str, timeout: float | None) -> int:
-    """Send a control request to the verified supervisor; print and return its answer."""
+    """Send a control request to the verified supervisor; print and return its answer.
+
+    A `stop` that meets a supervisor on its way out (socket already gone, or the connection
+    broken after the request) waits for that supervisor to be gone and then looks again: the
+    service is stopped, or (if the supervisor was killed) running unsupervised and stopped here.
+    """
+    from supervisor.unix.identity import verify
+
     path = os.path.join(obs.directory, rundir.SOCKET)
     deadline = time.monotonic() + 5
     while True:
         try:
             code, message = control.request(path, command, obs.supervisor.pid, timeout)
             break
-        except (FileNotFoundError, ConnectionRefusedError):
+        except (FileNotFoundError, ConnectionRefusedError, control.SupervisorGone) as exc:
+            if command == "stop" and (isinstance(exc, control.SupervisorGone) or not verify(obs.supervisor)):
+                wait_until_gone(obs.supervisor, deadline=time.monotonic() + 10)
+                return stop_service(config, os.path.dirname(obs.directory))
             if time.monotonic() > deadline:
                 raise SvctlError(f"cannot reach the supervisor (pid {obs.supervisor.pid}) at {path}") from None
             time.sleep(0.02)  # the supervisor is still setting up its socket
@@ -127,6 +138,13 @@ def ask(config: ServiceConfig, obs: Observation, command: str, timeout: float | 
     else:
         print(f"svctl: {config.name}: {message}", file=sys.stderr)
     return code
+
+
+def wait_until_gone(identity, deadline: float) -> None:
+    from supervisor.unix.identity import verify
+
+    while verify(identity) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 # ---- stop -------------------------------------------------------------------------------------

@@ -12,12 +12,14 @@ import sys
 import time
 
 from supervisor import config as configuration
-from supervisor.errors import Status, SvctlError
+from supervisor.cli import options_for
+from supervisor.errors import Exit, Status, SvctlError
 from supervisor.names import validate_name
 from supervisor.observe import Observation, observe
 from supervisor.unix.logcapture import tail
 
 UP_STATES = ("running", "starting", "stopping")
+LATEST_TIME = 2**35  # seconds since 1970 (year 3058): a recorded time past this is not one
 
 
 def decide(obs: Observation) -> tuple[int, str, list[str]]:
@@ -53,12 +55,25 @@ def ago(seconds: float) -> str:
     return f"{seconds} s"
 
 
+def moment(machine: dict, key: str) -> float | None:
+    """A time the supervisor recorded, or None if absent or not a plausible one (state.json is
+    root's, but another version's or a damaged one must not crash status)."""
+    value = machine.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < LATEST_TIME:
+        return None  # also nan, inf
+    return float(value)
+
+
+def stamp(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
 def details(config: configuration.ServiceConfig, obs: Observation) -> list[str]:
     machine, now, lines = obs.machine, time.time(), []
     if obs.supervisor:
         lines.append(f"supervisor: pid {obs.supervisor.pid}")
     if obs.service:
-        started = machine.get("started_at")
+        started = moment(machine, "started_at")
         up = f", up {ago(now - started)}" if started else ""
         lines.append(f"service:    pid {obs.service.pid}{up}")
     if config.ready:
@@ -67,77 +82,100 @@ def details(config: configuration.ServiceConfig, obs: Observation) -> list[str]:
     if machine.get("restarts"):
         lines.append(f"restarts:   {machine['restarts']}")
     if machine.get("last_exit"):
-        lines.append(f"last exit:  {machine['last_exit']}" + (f", {ago(now - machine['last_exit_at'])} ago"
-                                                             if machine.get("last_exit_at") else ""))
+        exited = moment(machine, "last_exit_at")
+        lines.append(f"last exit:  {machine['last_exit']}" + (f", {ago(now - exited)} ago" if exited else ""))
     if machine.get("gave_up_reason"):
         lines.append(f"gave up:    {machine['gave_up_reason']}")
-    if machine.get("next_retry_at") and machine.get("state") in ("backoff", "gave-up"):
-        lines.append(f"next retry: in {ago(machine['next_retry_at'] - now)}")
-    if machine.get("rejected"):
-        reason, at = machine["rejected"]
-        lines.append(f"config rejected: {reason} (at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))})")
-    if machine.get("degraded_at"):
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(machine["degraded_at"]))
-        lines.append(f"degraded: running last known good config from {stamp}")
+    retry = moment(machine, "next_retry_at")
+    if retry and machine.get("state") in ("backoff", "gave-up"):
+        lines.append(f"next retry: in {ago(retry - now)}")
+    rejected = machine.get("rejected")
+    if isinstance(rejected, list) and len(rejected) == 2:
+        at = moment({"at": rejected[1]}, "at")
+        lines.append(f"config rejected: {rejected[0]}" + (f" (at {stamp(at)})" if at else ""))
+    degraded = moment(machine, "degraded_at")
+    if degraded:
+        lines.append(f"degraded: running last known good config from {stamp(degraded)}")
     if machine.get("stop_failed"):
         lines.append(f"stop failed: {machine['stop_failed']}")
+    problems = (obs.state or {}).get("problems")
+    if isinstance(problems, list):  # what the supervisor could not do, while it kept supervising
+        lines += [f"problem:    {problem}" for problem in problems[:8] if isinstance(problem, str)]
     return lines
 
 
 def status(context, args: list[str]) -> int:
-    if not args or args[0].startswith("-"):
-        raise SvctlError("usage: svctl status NAME [--json]", 2)
-    name, options = args[0], args[1:]
-    validate_name(name)
+    options = options_for(context, "status", args)
+    name = validate_name(options.name)
     from supervisor.unix import rundir
 
     state_read = rundir.read_state(rundir.service_dir(context.run_dir, name))
-    config = configuration.load(name, context.config_dir, state=state_read[0])
+    config = configuration.load(name, context.config_dir, state=state_read[0], for_display=True)
     obs = observe(config, context.run_dir, state_read)
     code, headline, warnings = decide(obs)
     output = tail(config.log_file, 10)
-    if "--json" in options:
-        print(json.dumps({
+    if options.flag("--json"):
+        text = json.dumps({
             "name": name, "code": code, "status": headline, "warnings": warnings,
             "pidfile": {"path": config.pidfile, "kind": obs.pidfile.kind, "pid": obs.pidfile.pid,
                         "reason": obs.pidfile.reason},
             "supervisor_pid": obs.supervisor.pid if obs.supervisor else None,
             "service_pid": obs.service.pid if obs.service else None,
             "machine": obs.machine, "log_file": config.log_file, "output": output,
-        }, indent=2))
-        return code
-    pid = f" (pid {obs.service.pid}" if obs.service else ""
-    if pid and obs.machine.get("started_at"):
-        pid += f", up {ago(time.time() - obs.machine['started_at'])}"
-    print(f"{name} {headline}{pid + ')' if pid else ''}")
-    for line in details(config, obs):
-        print(f"  {line}")
-    for warning in warnings:
-        print(f"  warning: {warning}")
-    if output and code != Status.NOT_RUNNING:
-        print(f"  last output ({config.log_file}):")
-        for line in output:
-            print(f"    {line}")
+        }, indent=2)
+    else:
+        pid = f" (pid {obs.service.pid}" if obs.service else ""
+        started = moment(obs.machine, "started_at")
+        if pid and started:
+            pid += f", up {ago(time.time() - started)}"
+        lines = [f"{name} {headline}{pid + ')' if pid else ''}"]
+        lines += [f"  {line}" for line in details(config, obs)]
+        lines += [f"  warning: {warning}" for warning in warnings]
+        if output and code != Status.NOT_RUNNING:
+            lines += [f"  last output ({config.log_file}):", *(f"    {line}" for line in output)]
+        text = "\n".join(lines)
+    try:
+        print(text)
+    except BrokenPipeError:  # `svctl status NAME | head -1`: the reader left; the exit code still tells
+        from supervisor.cli import silence_stdout
+
+        silence_stdout()
     return code
 
 
 def logs(context, args: list[str]) -> int:
-    if not args or args[0].startswith("-"):
-        raise SvctlError("usage: svctl logs NAME [-f] [-n LINES]", 2)
-    config = configuration.load(args[0], context.config_dir)
-    count = int(args[args.index("-n") + 1]) if "-n" in args else 50
-    for line in tail(config.log_file, count):
-        print(line)
-    if "-f" in args:
-        import os
+    """The last LINES of the captured output; with -f, then what follows (until Ctrl-C).
 
-        with open(config.log_file, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            while True:
-                data = handle.read()
-                if data:
-                    sys.stdout.write(data.decode("utf-8", "replace"))
-                    sys.stdout.flush()
-                else:
-                    time.sleep(0.2)  # a human is watching; a 5 Hz check costs nothing
-    return 0
+    A log file that does not exist (yet) is one line and exit 1, with or without -f: there is
+    nothing to show or follow, and waiting for a file that may never come would look like a hang.
+    """
+    options = options_for(context, "logs", args)
+    count = options.number("-n", 50, 0, 10**6)
+    config = configuration.load(validate_name(options.name), context.config_dir)
+    import os
+
+    from supervisor.unix import safefs
+
+    path = config.log_file
+    try:  # like tail(): no symlink followed, no FIFO or device opened (a user may own the directory)
+        with safefs.locate(path) as place:
+            fd = safefs.open_regular(place, os.O_RDONLY)
+    except FileNotFoundError:
+        raise SvctlError(f"{config.name}: no output captured yet ({path} does not exist)") from None
+    except OSError as exc:
+        raise SvctlError(f"{config.name}: cannot read {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        if count:
+            for line in tail(path, count):
+                print(line)
+        if not options.flag("-f"):
+            return Exit.OK
+        sys.stdout.flush()
+        handle.seek(0, os.SEEK_END)
+        while True:
+            data = handle.read()
+            if data:
+                sys.stdout.write(data.decode("utf-8", "replace"))
+                sys.stdout.flush()
+            else:
+                time.sleep(0.2)  # a human is watching; a 5 Hz check costs nothing

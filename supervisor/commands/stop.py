@@ -40,7 +40,7 @@ def ask_running_supervisor(run_dir: str, name: str, command: str) -> tuple[int, 
     fields = rundir.read_ident(directory)
     if fields is None:
         return None
-    try:
+    try:  # "PID START_TICKS BOOT_ID EXE": verify() checks the first three, the exe is for display only
         supervisor = Identity(int(fields[0]), int(fields[1]), fields[3].rstrip("\n"), fields[2])
     except ValueError:
         return None
@@ -51,5 +51,12 @@ def ask_running_supervisor(run_dir: str, name: str, command: str) -> tuple[int, 
         return control.request(path, command, supervisor.pid, timeout=None)
     except (FileNotFoundError, ConnectionRefusedError):
         return None  # not listening (yet, or any more): the general path knows what to do
+    except control.SupervisorGone:  # it went while we asked: once it is gone, the general path decides
+        import time
+
+        deadline = time.monotonic() + 10
+        while verify(supervisor) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return None
     except OSError as exc:
         raise SvctlError(f"no answer from the supervisor (pid {supervisor.pid}): {exc}") from None

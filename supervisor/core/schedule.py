@@ -57,11 +57,22 @@ class ScheduleError(ValueError):
     pass
 
 
+# The longest wait the supervisor's event loop can sleep through in one call: epoll takes its
+# timeout in milliseconds as a C int (2**31 ms is 24.8 days); longer raises OverflowError there.
+# Every timeout in a service file is bounded by this, so a typo cannot crash the supervisor later.
+MAX_SECONDS = 24 * 86400
+MAX_ITEMS = 64  # a stop schedule is a handful of steps; this bounds total_seconds too
+
+
 def _parse_timeout(item: str) -> float:
     whole, _, fraction = item.partition(".")
     if not whole.isdigit() or (fraction and not fraction.isdigit()) or item.endswith("."):
         raise ScheduleError(f"{item!r} is not a timeout in seconds")
-    return float(item)
+    seconds = float(item)  # digits only: finite, though perhaps huge
+    if seconds > MAX_SECONDS:
+        shown = item if len(item) <= 20 else item[:17] + "..."
+        raise ScheduleError(f"timeout {shown} is longer than {MAX_SECONDS} s (24 days), the most svctl waits")
+    return seconds
 
 
 def parse_schedule(text: str) -> Schedule:
@@ -70,6 +81,8 @@ def parse_schedule(text: str) -> Schedule:
     if not text:
         raise ScheduleError("the schedule is empty")
     items = text.split("/")
+    if len(items) > MAX_ITEMS:
+        raise ScheduleError(f"{len(items)} items; a schedule has at most {MAX_ITEMS}")
     if len(items) == 1:
         if not items[0][:1].isdigit():
             raise ScheduleError(f"a one-item schedule must be a timeout (like 30), not {items[0]!r}")

@@ -35,11 +35,19 @@ def test_parses_start_stop_daemon_syntax(text, steps, repeat):
     ("TERM/x3", "not a signal name"),
     ("TERM/1e3", "not a timeout"),
     ("1/2", "sends no signal"),
+    ("TERM/99999999999", "longer than 2073600 s"),  # issue 10 item 9: OverflowError in the supervisor
+    ("2073601", "longer than 2073600 s"),
+    ("TERM/" + "9" * 400, "longer than"),
+    ("/".join(["TERM/1"] * 33), "at most 64"),
 ])
 def test_rejects_invalid_schedules_with_the_reason(text, reason):
     """An invalid schedule is refused, and the message says why."""
     with pytest.raises(ScheduleError, match=reason):
         parse_schedule(text)
+
+
+def test_the_longest_timeout_is_accepted():
+    assert parse_schedule("TERM/2073600/KILL/1").total_seconds == 2073601
 
 
 def test_total_seconds():
