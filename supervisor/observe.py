@@ -1,8 +1,9 @@
 """What is really going on with a service, seen from outside its supervisor (used by the CLI).
 
 Combines the PID file (the public, advisory export), the supervisor's state.json in the trusted run
-directory, and /proc. A PID is believed only when its identity (PID, start time, executable, boot)
-matches what the supervisor recorded; nothing here signals anything.
+directory, and /proc. A PID is believed only when its identity (PID, start time, boot) matches what
+the supervisor recorded (not the executable: a wrapper that execs its daemon is the same process);
+nothing here signals anything.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ class Observation(namedtuple("Observation", "pidfile state state_problem supervi
 
     @property
     def machine(self) -> dict:
-        return (self.state or {}).get("machine") or {}
+        machine = (self.state or {}).get("machine")
+        return machine if isinstance(machine, dict) else {}  # wrong-shaped (another version?): none
 
     @property
     def supervised(self) -> bool:
@@ -43,10 +45,17 @@ def observe(config: ServiceConfig, run_dir: str, state_read: tuple | None = None
     state, problem = state_read or rundir.read_state(directory)
     supervisor = service = None
     if state is not None:
-        recorded = Identity.from_dict(state.get("supervisor"))
+        recorded = _recorded(state, "supervisor")
         if verify(recorded) and recorded.pid != os.getpid():
             supervisor = recorded
-        recorded_service = Identity.from_dict(state.get("service"))
+        recorded_service = _recorded(state, "service")
         if verify(recorded_service):
             service = recorded_service
     return Observation(pidfile, state, problem, supervisor, service, directory)
+
+
+def _recorded(state: dict, key: str) -> Identity | None:
+    try:
+        return Identity.from_dict(state.get(key))
+    except (OverflowError, ValueError, TypeError):  # "pid": Infinity in a damaged state.json
+        return None

@@ -18,10 +18,15 @@ class Start:
 
 @dataclass(frozen=True)
 class Adopt:
-    """The service from an earlier supervisor is still alive (identity already verified)."""
+    """The service from an earlier supervisor is still alive (identity already verified).
+
+    started_at: when it really started, on the machine's clock (the runtime reads it from the
+    kernel); None when unknown, and the uptime then counts from the adoption.
+    """
 
     pid: int
     token: Any = None
+    started_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,8 @@ class Machine:
 
     def on_adopt(self, event: ev.Adopt, now: float) -> None:
         self.state, self.pid, self.attempt = State.RUNNING, event.pid, "adopted"
-        self.started_at = self.ready_at = now
+        self.started_at = now if event.started_at is None else min(event.started_at, now)  # its real start
+        self.ready_at = now
         self.emit(ev.Log("adopted", {"pid": event.pid}), ev.Notify("READY=1"))
         self.emit(ev.Reply(event.token, 0, f"adopted the running service (pid {event.pid})"))
 

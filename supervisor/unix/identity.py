@@ -1,7 +1,9 @@
-"""Who a PID really is: (pid, start time in clock ticks since boot, executable), read from /proc.
+"""Who a PID really is: (pid, start time in clock ticks since boot, boot id), read from /proc.
 
 A PID alone proves nothing (it is reused); a PID plus the kernel's start time of the process
-cannot be reused within one boot, and the boot id guards the rest. This reads /proc directly rather
+cannot be reused within one boot, and the boot id guards the rest. The executable is recorded for
+display only and never compared: a wrapper that execs its daemon (``sh -c "exec daemon"``) is still
+the same process, with the same PID and start time, after the exec. This reads /proc directly rather
 than through psutil because ``svctl status`` must answer in a few milliseconds and importing
 psutil alone costs about ten (tests/integration/test_identity_and_pidfiles.py checks the two agree).
 """
@@ -9,10 +11,11 @@ psutil alone costs about ten (tests/integration/test_identity_and_pidfiles.py ch
 from __future__ import annotations
 
 import os
+import time
 
 
 class Identity:
-    """pid, start time in clock ticks since boot, executable path, boot id.
+    """pid, start time in clock ticks since boot, executable path (display only), boot id.
 
     A plain slotted class (not a namedtuple or dataclass): `svctl stop` and `status` build these
     and must not pay for importing collections or dataclasses.
@@ -24,10 +27,14 @@ class Identity:
         self.pid, self.start_ticks, self.exe, self.boot_id = pid, start_ticks, exe, boot_id
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Identity) and self.to_dict() == other.to_dict()
+        """The same process: the executable is left out, it changes when the process execs."""
+        return isinstance(other, Identity) and self.key() == other.key()
 
     def __hash__(self) -> int:
-        return hash((self.pid, self.start_ticks, self.exe, self.boot_id))
+        return hash(self.key())
+
+    def key(self) -> tuple[int, int, str]:
+        return self.pid, self.start_ticks, self.boot_id
 
     def __repr__(self) -> str:
         return f"Identity(pid={self.pid}, start_ticks={self.start_ticks}, exe={self.exe!r}, boot_id={self.boot_id!r})"
@@ -84,15 +91,36 @@ def identify(pid: int) -> Identity | None:
 def verify(recorded: Identity | None) -> bool:
     """True when the process recorded earlier is still alive (same PID, start time and boot).
 
-    The executable is compared only when readable both times: a non-root caller cannot read root's
-    /proc/PID/exe, and the start time already rules out PID reuse.
+    The executable is not compared: exec changes it (a wrapper becoming its daemon) but not the
+    process, and the start time already rules out PID reuse.
     """
     if recorded is None or recorded.pid <= 1:
         return False
-    current = identify(recorded.pid)
-    if current is None or current.start_ticks != recorded.start_ticks or current.boot_id != recorded.boot_id:
+    stat = read_stat(recorded.pid)  # not identify(): no need to read the executable we ignore
+    if stat is None or stat[0] in ("Z", "X"):
         return False
-    return not (current.exe and recorded.exe and current.exe != recorded.exe)
+    return stat[1] == recorded.start_ticks and boot_id() == recorded.boot_id
+
+
+def seconds_since_start(start_ticks: int) -> float:
+    """How long ago a process with this start time (field 22 of /proc/PID/stat) started.
+
+    The kernel counts start times in clock ticks since boot, suspend included, so the reference is
+    CLOCK_BOOTTIME (CLOCK_MONOTONIC stops during suspend); never negative (tick rounding).
+    """
+    started = start_ticks / os.sysconf("SC_CLK_TCK")
+    return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - started)
+
+
+def monotonic_start(recorded: Identity | None) -> float | None:
+    """When the process started, on time.monotonic()'s clock (the machine's ``now``); None for None.
+
+    Its real age (suspend included) is subtracted from now, so an uptime computed from the result
+    counts the time the process has really been up, not the time since we adopted it.
+    """
+    if recorded is None:
+        return None
+    return time.monotonic() - seconds_since_start(recorded.start_ticks)
 
 
 def process_group_alive(pgid: int | None) -> bool:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 
 import psutil
 import pytest
 
-from conftest import IS_ROOT
-from supervisor.unix.identity import Identity, boot_id, identify, process_group_alive, verify
+from conftest import IS_ROOT, poll_until
+from supervisor.unix.identity import (Identity, boot_id, identify, monotonic_start, process_group_alive,
+                                      seconds_since_start, verify)
 from supervisor.unix.pidfile import AlreadyLocked, PidfileLock, read_pidfile
 
 
@@ -33,11 +35,47 @@ def test_identity_agrees_with_psutil(sleeper):
 
 
 def test_a_reused_pid_fails_verification(sleeper):
-    """Same PID, other start time (what PID reuse looks like) is not the same process."""
+    """Same PID, other start time (what PID reuse looks like) or other boot is not the same process;
+    another executable is (issue 10 item 6: exec changes it, not the process): it is display only."""
     me = identify(sleeper.pid)
     assert not verify(Identity(me.pid, me.start_ticks - 1, me.exe, me.boot_id))
+    assert not verify(Identity(me.pid, me.start_ticks + 1, me.exe, me.boot_id))
     assert not verify(Identity(me.pid, me.start_ticks, me.exe, "another-boot"))
-    assert not verify(Identity(me.pid, me.start_ticks, "/usr/bin/other", me.boot_id))
+    assert verify(Identity(me.pid, me.start_ticks, "/usr/bin/other", me.boot_id))
+    assert verify(Identity(me.pid, me.start_ticks, "", me.boot_id))
+    assert Identity(me.pid, me.start_ticks, "/usr/bin/other", me.boot_id) == me
+    assert hash(Identity(me.pid, me.start_ticks, "/usr/bin/other", me.boot_id)) == hash(me)
+    assert Identity(me.pid, me.start_ticks - 1, me.exe, me.boot_id) != me
+    assert Identity(me.pid, me.start_ticks, me.exe, "another-boot") != me
+
+
+def test_a_process_that_execs_keeps_its_identity():
+    """Issue 10 item 6: a wrapper that execs its daemon (sh -c "exec sleep") is the same process."""
+    wrapper = subprocess.Popen(["/bin/sh", "-c", "read line; exec /bin/sleep 100"], stdin=subprocess.PIPE,
+                               start_new_session=True)
+    try:
+        before = poll_until(lambda: (i := identify(wrapper.pid)) and i.exe != sys.executable and i,
+                            what="the shell running")
+        assert before.exe.endswith(("/sh", "/dash", "/bash"))
+        wrapper.stdin.write(b"go\n")
+        wrapper.stdin.close()
+        after = poll_until(lambda: (i := identify(wrapper.pid)) and i.exe == "/usr/bin/sleep" and i,
+                           what="the exec of sleep")
+        assert after == before and verify(before) and after.start_ticks == before.start_ticks
+    finally:
+        wrapper.kill()
+        wrapper.wait()
+
+
+def test_the_age_of_a_process_agrees_with_psutil(sleeper):
+    """The uptime shown after a re-adoption comes from the kernel's start time (issue 11 item 8)."""
+    time.sleep(1.1)
+    me = identify(sleeper.pid)
+    age = seconds_since_start(me.start_ticks)
+    assert abs(age - (time.time() - psutil.Process(sleeper.pid).create_time())) < 0.05
+    assert 1.0 <= age < 30
+    assert abs(time.monotonic() - monotonic_start(me) - age) < 0.05
+    assert monotonic_start(None) is None
 
 
 def test_zombies_and_pid_one_are_never_identified():

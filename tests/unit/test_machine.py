@@ -250,6 +250,27 @@ def test_adopted_service_is_running_and_restarted_when_it_dies():
     assert ev.Spawn("restart") in effects
 
 
+def test_adopted_service_keeps_its_real_start_time():
+    """Issue 11 item 8: after re-adoption the uptime counts from the service's real start (the runtime
+    reads it from the kernel), not from the adoption; and a long run that dies right after being
+    adopted is a healthy run (restart at once), not a quick failure to back off from."""
+    machine, clock = make()
+    machine.handle(ev.Adopt(4242, "cli", started_at=clock.now - 25), clock.now)
+    assert machine.started_at == clock.now - 25 and machine.status()["started_at"] == clock.now - 25
+    assert machine.ready_at == clock.now
+    effects = machine.handle(ev.Exited(4242, "exited (status unknown)", clean=False), clock.advance(0.1))
+    assert ev.Spawn("restart") in effects and machine.state is State.STARTING
+
+
+def test_adopted_start_time_unknown_or_in_the_future_counts_from_the_adoption():
+    machine, clock = make()
+    machine.handle(ev.Adopt(4242), clock.now)  # the old call site: no start time
+    assert machine.started_at == clock.now
+    machine, clock = make()
+    machine.handle(ev.Adopt(4242, started_at=clock.now + 5), clock.now)  # tick rounding: never ahead of now
+    assert machine.started_at == clock.now
+
+
 def test_stop_while_backing_off_ends_at_once():
     machine, clock = make(restart="always")
     start_running(machine, clock)
