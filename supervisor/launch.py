@@ -27,10 +27,11 @@ def launch(config: ServiceConfig, run_dir: str, lock: PidfileLock, adopt: tuple 
     if child == 0:
         os.close(read_fd)
         code = 1
+        launcher = Launcher(write_fd)  # from here on the only owner of write_fd
         try:
-            code = become_daemon(config, run_dir, lock, write_fd, adopt)
+            code = become_daemon(config, run_dir, lock, launcher, adopt)
         except BaseException as exc:  # the caller must hear about *any* failure, then we vanish
-            answer(write_fd, 1, f"supervisor failed: {type(exc).__name__}: {exc}")
+            launcher.answer(1, f"supervisor failed: {type(exc).__name__}: {exc}")
         finally:
             os._exit(code)
     os.close(write_fd)
@@ -47,52 +48,59 @@ def launch(config: ServiceConfig, run_dir: str, lock: PidfileLock, adopt: tuple 
         return 1, "the supervisor exited without reporting (see its events file)"
 
 
-def answer(fd: int, code: int, message: str) -> None:
-    try:
-        os.write(fd, (json.dumps({"code": code, "message": message}) + "\n").encode())
-        os.close(fd)
-    except OSError:
-        pass
-
-
 class Launcher:
-    """The pipe back to the waiting ``svctl start``: answered once (as a start waiter), then closed."""
+    """The pipe back to the waiting ``svctl start``: answered once (as a start waiter), then closed.
+
+    The one owner of the descriptor: once answered, its number is free and soon reused (by a
+    control connection, say), so nothing may write to the bare number after that.
+    """
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
 
     def answer(self, code: int, message: str) -> None:
-        if self.fd >= 0:
-            answer(self.fd, code, message)
-            self.fd = -1
+        if self.fd < 0:
+            return
+        fd, self.fd = self.fd, -1
+        try:
+            os.write(fd, (json.dumps({"code": code, "message": message}) + "\n").encode())
+        except OSError:
+            pass  # the waiting `svctl start` is gone
+        finally:
+            os.close(fd)
 
 
-def become_daemon(config: ServiceConfig, run_dir: str, lock: PidfileLock, write_fd: int,
+def become_daemon(config: ServiceConfig, run_dir: str, lock: PidfileLock, launcher: Launcher,
                   adopt: tuple | None) -> int:
     import daemon
 
     context = daemon.DaemonContext(
         detach_process=True, working_directory="/", umask=0o022, prevent_core=False,
         signal_map={},  # our own handlers, installed by the runtime (the default map kills on SIGTERM)
-        files_preserve=[lock.fd, write_fd], pidfile=lock,
+        files_preserve=[lock.fd, launcher.fd], pidfile=lock,
     )
     context.open()  # from here on we are the daemon: our PID is in the PID file
-    return supervise(config, run_dir, lock, launcher_fd=write_fd, adopt=adopt, console=False)
+    return supervise(config, run_dir, lock, launcher_fd=launcher, adopt=adopt, console=False)
 
 
-def supervise(config: ServiceConfig, run_dir: str, lock: PidfileLock, *, launcher_fd: int | None,
+def supervise(config: ServiceConfig, run_dir: str, lock: PidfileLock, *, launcher_fd: Launcher | int | None,
               adopt: tuple | None, console: bool, stop_at_once: bool = False) -> int:
-    """Run the supervisor in this process until it exits; removes the PID file at the end."""
+    """Run the supervisor in this process until it exits; removes the PID file at the end.
+
+    LAUNCHER_FD: the Launcher to answer (or a bare pipe descriptor, which then becomes one), or None.
+    """
     from supervisor.runtime import Runtime
     from supervisor.unix.proc import set_process_name
 
     set_process_name(config.name)
-    token = Launcher(launcher_fd) if launcher_fd is not None else None
+    token = Launcher(launcher_fd) if isinstance(launcher_fd, int) else launcher_fd
     try:
         runtime = Runtime(config, run_dir, console=console, lock=lock)
         if adopt is not None:
-            runtime.adopt(*adopt)
-            first: list = [ev.Adopt(adopt[0], token)]
+            from supervisor.unix.identity import monotonic_start
+
+            runtime.adopt(*adopt)  # its uptime counts from its real start, read from the kernel:
+            first: list = [ev.Adopt(adopt[0], token, monotonic_start(runtime.service_identity))]
         else:
             first = [ev.Start(token)]
         if stop_at_once:
@@ -100,7 +108,9 @@ def supervise(config: ServiceConfig, run_dir: str, lock: PidfileLock, *, launche
         code = runtime.run(*first)
     except Exception as exc:
         if token is not None:
-            token.answer(1, f"supervisor failed: {exc}")
+            from supervisor.faults import describe
+
+            token.answer(1, f"supervisor failed: {describe(exc) if isinstance(exc, OSError) else exc}")
         lock.remove()
         raise
     if token is not None:

@@ -5,6 +5,11 @@ pipe (SIGCHLD, SIGTERM, SIGHUP, SIGINT, SIGUSR1 via ``signal.set_wakeup_fd``, pl
 a helper thread posts an event), the control socket, the service's output pipe and, for a service
 adopted from a dead supervisor, its pidfd. The loop sleeps until one is readable or the next
 deadline; there is no polling tick.
+
+Only the machine ends the loop. A full disk, the fd limit or a lost directory must not (issue 10
+item 8): every handler, effect and timer runs under a guard, an error becomes an event and a
+problem that state.json shows (supervisor/faults.py), and a descriptor whose handler failed is
+left alone for a moment, so that a lasting failure (accept at the fd limit) can't spin the loop.
 """
 
 from __future__ import annotations
@@ -16,19 +21,22 @@ import signal
 import socket
 import time
 
+from supervisor.clients import Requests
 from supervisor.config import ServiceConfig
 from supervisor.core import events as ev
 from supervisor.core.backoff import BackoffPolicy
 from supervisor.core.machine import IllegalTransition, Machine, Policy
-from supervisor.errors import SvctlError
-from supervisor.launch import Launcher
-from supervisor.log import EventLog
-from supervisor.unix import control, identity, proc, rundir
+from supervisor.faults import Faults, Guard, describe
+from supervisor.log import EventLog, redact, secrets_of
+from supervisor.unix import identity, proc, rundir
 from supervisor.unix.logcapture import LogCapture
 from supervisor.unix.spawn import Child, decode_wait_status, spawn
+from supervisor.unix.statefile import StateFile, public_record, public_status
 
 HANDLED_SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGUSR1)
 WATCH_BYTE = 0xFE  # written to the wake-up pipe by the file watcher's thread (signal numbers are < 65)
+PUBLISH_DELAY = 1.0  # a problem's counter that moved between events reaches state.json this soon
+PUBLISH_RETRY = 2.0  # a state.json that could not be written is tried again this soon
 
 
 def policy_for(config: ServiceConfig) -> Policy:
@@ -41,10 +49,9 @@ def policy_for(config: ServiceConfig) -> Policy:
     )
 
 
-class Runtime:
+class Runtime(Guard, Requests):
     def __init__(self, config: ServiceConfig, run_dir: str, console: bool = False, lock=None) -> None:
-        self.config = config
-        self.lock = lock
+        self.config, self.run_dir, self.lock = config, run_dir, lock
         self.directory = rundir.ensure(run_dir, config.name)
         self.machine = Machine(policy_for(config))
         self.selector = selectors.DefaultSelector()
@@ -59,19 +66,19 @@ class Runtime:
         self.exit_code: int | None = None
         self.last_words: list = []  # replies held back until the PID file is gone
         self.cleaned_up = False
+        self.paused: dict = {}  # descriptor -> handler, while its handler's failure is cooling off
+        self.adopted_pipes: set[int] = set()
         self.me = identity.identify(os.getpid())
-        from supervisor.config import record
-
-        self.config_record = record(config)  # lets `svctl status` skip the TOML parser
-        if self.me is not None:  # lets `svctl stop` find and verify us without parsing anything
-            rundir.write_ident(self.directory, f"{self.me.pid} {self.me.start_ticks} {self.me.boot_id} {self.me.exe}")
-        self.log = EventLog(config.events_file, config.name, console)
-        self.output = LogCapture(config.log_file, config.log_max_bytes, config.log_backups)
+        self.config_record = public_record(config)  # lets `svctl status` skip the TOML parser
+        self.faults = Faults(config.name)
+        self.secrets = secrets_of(config.environment)
+        self.log = EventLog(config.events_file, config.name, console, self.secrets, self.faults)
+        self.output = LogCapture(config.log_file, config.log_max_bytes, config.log_backups, self.faults)
+        self.state_file = StateFile(self.directory, rundir.STATE)
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.server = control.listen(os.path.join(self.directory, rundir.SOCKET))
+        self.open_to_clients()
         self.selector.register(self.wake_r, selectors.EVENT_READ, self.on_wake)
-        self.selector.register(self.server, selectors.EVENT_READ, self.on_connection)
-        self.selector.register(self.output.read_fd, selectors.EVENT_READ, lambda _: self.output.drain())
+        self.selector.register(self.output.read_fd, selectors.EVENT_READ, self.drain_output)
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -84,18 +91,27 @@ class Runtime:
             from supervisor.reloader import ConfigReloader
 
             self.reloader = ConfigReloader(self.config, self.directory, self.log, self.wake_for_watch)
-            self.reloader.start()
+            self.guarded("starting the file watcher", self.reloader.start)
         self.events.extend(first)
         self.process()
         while self.exit_code is None:
             deadline = min(self.timers.values(), default=None)
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            for key, _ in self.selector.select(timeout):
-                key.data(key.fileobj)
+            self.dispatch(timeout)
             self.fire_timers()
             self.process()
+            if self.faults.changed:  # a new problem at once, a counter that moved within a second
+                soon = time.monotonic() + (0.0 if self.faults.urgent else PUBLISH_DELAY)
+                self.timers["publish"] = min(self.timers.get("publish", soon), soon)
         self.shutdown()
         return self.exit_code
+
+    def owns(self, fileobj) -> bool:
+        """Still a descriptor of ours: not closed meanwhile (its number may now be something else's)."""
+        if isinstance(fileobj, socket.socket):
+            return fileobj is self.server and fileobj.fileno() >= 0
+        return (fileobj in (self.wake_r, self.output.read_fd) or fileobj in self.adopted_pipes
+                or (self.child is not None and fileobj == self.child.pidfd))
 
     def post(self, event: ev.Event) -> None:
         """Thread-safe: queue an event and wake the loop."""
@@ -110,30 +126,38 @@ class Runtime:
             event = self.events.popleft()
             try:
                 effects = self.machine.handle(event, time.monotonic())
-            except IllegalTransition as exc:
-                self.log.event("illegal_transition", level="error", detail=str(exc))
+            except Exception as exc:
+                if isinstance(exc, IllegalTransition):
+                    self.log.event("illegal_transition", level="error", detail=str(exc))
+                    self.answer(getattr(event, "token", None), 1, f"refused: {exc}")
+                else:
+                    self.faults.internal(f"handling {type(event).__name__}", exc)
+                    self.answer(getattr(event, "token", None), 1, f"internal error: {describe(exc)}")
                 continue
             for effect in effects:
-                self.perform(effect)
+                try:
+                    self.perform(effect)
+                except Exception as exc:
+                    self.faults.internal(f"performing {type(effect).__name__}", exc)
             self.publish()
 
-    def fire_timers(self) -> None:
-        now = time.monotonic()
-        for name, at in sorted(self.timers.items(), key=lambda item: item[1]):
-            if at <= now:
-                del self.timers[name]
-                if name == "check":
-                    self.reloader.kill_check()
-                elif name == "watch":
-                    reload, later = self.reloader.fire()
-                    if later is not None:
-                        self.timers["watch"] = later
-                    if reload is not None:
-                        self.events.append(reload)
-                elif name == "stop" and self.awaiting_group and not identity.process_group_alive(self.pgid):
-                    self.group_gone()
-                else:
-                    self.events.append(ev.Timer(name))
+    def fire(self, name: str) -> None:
+        if name == "check":
+            self.reloader.kill_check()
+        elif name == "watch":
+            reload, later = self.reloader.fire()
+            if later is not None:
+                self.timers["watch"] = later
+            if reload is not None:
+                self.events.append(reload)
+        elif name == "stop" and self.awaiting_group and not identity.process_group_alive(self.pgid):
+            self.group_gone()
+        elif name == "publish":
+            self.publish()
+        elif name == "resume":
+            self.resume()
+        else:
+            self.events.append(ev.Timer(name))
 
     # ---- wake-ups ---------------------------------------------------------------------------
 
@@ -142,17 +166,23 @@ class Runtime:
             data = os.read(self.wake_r, 4096)
         except BlockingIOError:
             return
-        for number in data:
-            if number == signal.SIGCHLD:
-                self.reap()
-            elif number in (signal.SIGTERM, signal.SIGINT):
-                self.events.append(ev.Stop())
-            elif number == signal.SIGHUP:
-                self.events.append(ev.Reload(source="signal"))
-            elif number == signal.SIGUSR1:
-                self.reopen_logs()
-            elif number == WATCH_BYTE and self.reloader is not None:
-                self.timers["watch"] = self.reloader.kick()
+        for number in data:  # each on its own: a failure must not swallow the SIGTERM after it
+            try:
+                self.on_signal(number)
+            except Exception as exc:
+                self.faults.internal(f"handling signal {number}", exc)
+
+    def on_signal(self, number: int) -> None:
+        if number == signal.SIGCHLD:
+            self.reap()
+        elif number in (signal.SIGTERM, signal.SIGINT):
+            self.events.append(ev.Stop())
+        elif number == signal.SIGHUP:
+            self.events.append(ev.Reload(source="signal"))
+        elif number == signal.SIGUSR1:
+            self.reopen_logs()
+        elif number == WATCH_BYTE and self.reloader is not None:
+            self.timers["watch"] = self.reloader.kick()
 
     def reap(self) -> None:
         while True:
@@ -174,6 +204,8 @@ class Runtime:
 
     def child_exited(self, status: int | None) -> None:
         child, self.child = self.child, None
+        if child is None:
+            return
         if child.popen is not None and status is not None:
             child.popen.returncode = status
         if child.pidfd is not None:
@@ -181,47 +213,22 @@ class Runtime:
                 self.selector.unregister(child.pidfd)
             except (KeyError, ValueError):
                 pass
+            self.paused.pop(child.pidfd, None)
             os.close(child.pidfd)
         reason, clean = decode_wait_status(status) if status is not None else ("exited (status unknown: adopted)", False)
-        self.output.drain()
+        self.guarded("draining the output", self.output.drain)
         self.service_identity = None
         self.events.append(ev.Exited(child.pid, reason, clean, identity.process_group_alive(self.pgid)))
+
+    def on_pidfd(self, _fd) -> None:
+        self.child_exited(None)
+
+    def drain_output(self, _fd) -> None:
+        self.output.drain()
 
     def group_gone(self) -> None:
         self.awaiting_group = False
         self.events.append(ev.GroupGone())
-
-    def on_connection(self, server: socket.socket) -> None:
-        try:
-            connection, _ = server.accept()
-        except BlockingIOError:
-            return
-        command = control.read_request(connection)
-        if command in ("start", "reload"):
-            self.repair_pidfile()
-        if command is None:
-            control.send_reply(connection, 2, "bad request")
-        elif command == "start":
-            self.events.append(ev.Start(connection))
-        elif command == "reopen-logs":
-            self.reopen_logs()
-            control.send_reply(connection, 0, "logs reopened")
-        else:
-            self.events.append(ev.Stop(connection) if command == "stop" else ev.Reload(connection, "cli"))
-
-    def repair_pidfile(self) -> None:
-        """`start` on a running service also restores a PID file someone damaged (garbage, 0666)."""
-        from supervisor.unix.pidfile import read_pidfile
-
-        found = read_pidfile(self.config.pidfile)
-        if self.lock is not None and (found.kind != "ok" or found.pid != os.getpid()):
-            self.lock.write(os.getpid())
-            self.log.event("pidfile_repaired", was=found.reason or f"pid {found.pid}")
-
-    def reopen_logs(self) -> None:
-        self.output.reopen()
-        self.log.reopen()
-        self.log.event("logs_reopened")
 
     # ---- effects ----------------------------------------------------------------------------
 
@@ -264,28 +271,18 @@ class Runtime:
             case ev.ExitSupervisor(code=code):
                 self.exit_code = code
 
-    def answer(self, token, code: int, message: str) -> None:
-        if self.exit_code is not None and not self.cleaned_up:
-            self.last_words.append((token, code, message))  # sent by shutdown, after the cleanup
-            return
-        if isinstance(token, Launcher):
-            token.answer(code, message)
-        elif isinstance(token, socket.socket):
-            try:
-                self.selector.unregister(token)
-            except (KeyError, ValueError):
-                pass
-            control.send_reply(token, code, message)
-
     def start_service(self, attempt: str) -> None:
+        """Always ends in Spawned or SpawnFailed: the machine must never wait for a start forever."""
         if self.config.preset == "jupyterhub":
             from supervisor.jupyterhub.preset import cleanup_before_start
 
-            for line in cleanup_before_start(self.config):
+            for line in self.guarded("the preset's clean-up", cleanup_before_start, self.config) or ():
                 self.log.event("preset_cleanup", detail=line)
+        if self.reloader is not None:  # the watched files' bytes this start may promote
+            self.guarded("recording the watched files", self.reloader.before_spawn, attempt)
         try:
             self.child = spawn(self.config, self.output.write_fd, keep_fds=(self.output.read_fd,))
-        except (OSError, SvctlError) as exc:
+        except Exception as exc:
             reason = f"cannot run {self.config.command[0]}: {getattr(exc, 'strerror', None) or exc}"
             self.events.append(ev.SpawnFailed(reason))
             return
@@ -304,10 +301,11 @@ class Runtime:
         self.pgid = pgid
         self.service_identity = identity.identify(pid)
         if pidfd is not None:
-            self.selector.register(pidfd, selectors.EVENT_READ, lambda _: self.child_exited(None))
+            self.selector.register(pidfd, selectors.EVENT_READ, self.on_pidfd)
             old_pipe = proc.pidfd_getfd(pidfd, output_fd) if output_fd is not None else None
             if old_pipe is not None:
                 os.set_blocking(old_pipe, False)
+                self.adopted_pipes.add(old_pipe)
                 self.selector.register(old_pipe, selectors.EVENT_READ, self.drain_adopted_output)
         else:
             self.events.append(ev.Exited(pid, "exited before it could be adopted", False,
@@ -322,6 +320,7 @@ class Runtime:
             self.output.write(data)
         else:  # every writer is gone
             self.selector.unregister(fd)
+            self.adopted_pipes.discard(fd)
             os.close(fd)
 
     def send(self, number: int, group: bool) -> None:
@@ -343,39 +342,42 @@ class Runtime:
     # ---- state for `svctl status` -----------------------------------------------------------
 
     def publish(self) -> None:
-        status = self.machine.status()
-        now_wall, now_mono = time.time(), time.monotonic()
-        for key in ("started_at", "ready_at", "last_exit_at", "next_retry_at", "degraded_at"):
-            if status[key] is not None:
-                status[key] = now_wall - (now_mono - status[key])
-        if status["rejected"] is not None:
-            status["rejected"] = [status["rejected"][0], now_wall - (now_mono - status["rejected"][1])]
-        rundir.write_state(self.directory, {
-            "version": 1, "name": self.config.name, "updated": now_wall,
-            "supervisor": self.me.to_dict() if self.me else None,
-            "service": self.service_identity.to_dict() if self.service_identity else None,
-            "pgid": self.pgid, "output_fd": self.output.read_fd, "machine": status,
-            "config": self.config_record,
-        })
+        """Write state.json; never raises. If it can't be written, the last good one stays and
+        this is tried again soon (a lost write must not leave `status` on a dead PID)."""
+        try:
+            now_wall = time.time()
+            status = public_status(self.machine.status(), now_wall, time.monotonic(), self.secrets)
+            self.faults.changed = self.faults.urgent = False
+            reserve_used = self.state_file.write({
+                "version": 1, "name": self.config.name, "updated": now_wall,
+                "supervisor": self.me.to_dict() if self.me else None,
+                "service": self.service_identity.to_dict() if self.service_identity else None,
+                "pgid": self.pgid, "output_fd": self.output.read_fd, "machine": status,
+                "problems": redact(self.faults.problems(), self.secrets), "config": self.config_record,
+            })
+        except Exception as exc:
+            self.timers["publish"] = time.monotonic() + PUBLISH_RETRY
+            self.faults.report("state", f"state file in {self.directory}: {describe(exc)}; status may be out of date")
+            if isinstance(exc, FileNotFoundError) and not os.path.isdir(self.directory) and not self.cleaned_up:
+                if self.guarded("recreating the run directory", self.recreate_run_dir) is not None:
+                    self.timers["publish"] = time.monotonic()
+            return
+        self.timers.pop("publish", None)
+        self.faults.report("state", None if reserve_used is None else
+                           f"state file in {self.directory}: {reserve_used}; written into space reserved for it")
 
     def shutdown(self) -> None:
+        """Clean up and answer everyone waiting; each step on its own, so no failure skips the rest."""
         if self.reloader is not None:
-            self.reloader.stop()
+            self.guarded("stopping the reloader", self.reloader.stop)
         if self.probe is not None:
-            self.probe.cancel()
-        for key in list(self.selector.get_map().values()):
-            if isinstance(key.fileobj, socket.socket) and key.fileobj is not self.server:
-                control.send_reply(key.fileobj, 1, "the supervisor is exiting")
-        self.server.close()
-        for entry in (rundir.SOCKET, rundir.IDENT):
-            try:
-                os.unlink(os.path.join(self.directory, entry))
-            except FileNotFoundError:
-                pass
-        self.output.close()
+            self.guarded("stopping the probe", self.probe.cancel)
+        self.guarded("answering the last requests", self.close_to_clients)
+        self.guarded("closing the output", self.output.close)
         self.publish()
+        self.state_file.close()
         if self.lock is not None:
-            self.lock.remove()  # before answering: "stopped" means the PID file is gone too
+            self.guarded("removing the PID file", self.lock.remove)  # before "stopped": the file is gone too
         self.cleaned_up = True
         for token, code, message in self.last_words:
-            self.answer(token, code, message)
+            self.guarded("answering", self.answer, token, code, message)

@@ -19,6 +19,14 @@ import _socket
 COMMANDS = ("start", "stop", "reload", "reopen-logs")
 
 
+class SupervisorGone(ConnectionError):
+    """The connection broke after ``stop`` was sent: the supervisor is exiting or has exited.
+
+    Not an answer: the caller should wait for the supervisor's PID to go and then look again
+    (the service is stopped, or, if the supervisor was killed instead, running unsupervised).
+    """
+
+
 def listen(path: str):
     import socket
 
@@ -47,6 +55,18 @@ def read_request(connection) -> str | None:
     return command if command in COMMANDS else None
 
 
+def pending(server) -> list[tuple[object, str | None]]:
+    """(connection, command) of every client still in SERVER's backlog, accepted now: a supervisor
+    that exits answers each one, where closing the socket would have reset them."""
+    requests = []
+    while True:
+        try:
+            connection, _ = server.accept()
+        except OSError:  # BlockingIOError: none left; anything else: none we can take
+            return requests
+        requests.append((connection, read_request(connection)))
+
+
 def send_reply(connection, code: int, message: str) -> None:
     try:
         connection.sendall(f"{code} {' '.join(message.split())}\n".encode())
@@ -62,21 +82,27 @@ def peer_pid(connection) -> int:
 
 
 def request(path: str, command: str, expected_pid: int, timeout: float | None) -> tuple[int, str]:
-    """Send COMMAND and wait for the reply. Raises OSError if the supervisor can't be reached."""
+    """Send COMMAND and wait for the reply. Raises OSError if the supervisor can't be reached,
+    SupervisorGone (a ConnectionError) when a ``stop`` lost its connection: see that class."""
     client = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
         client.settimeout(5.0)
         client.connect(path)
         if peer_pid(client) != expected_pid:
             raise ConnectionRefusedError(f"{path} is served by pid {peer_pid(client)}, not {expected_pid}")
-        client.sendall(f"{command}\n".encode())
-        client.settimeout(timeout)
         data = b""
-        while not data.endswith(b"\n"):
-            chunk = client.recv(4096)
-            if not chunk:
-                raise ConnectionResetError("the supervisor closed the connection without an answer")
-            data += chunk
+        try:
+            client.sendall(f"{command}\n".encode())
+            client.settimeout(timeout)
+            while not data.endswith(b"\n"):
+                chunk = client.recv(4096)
+                if not chunk:
+                    raise ConnectionResetError("the supervisor closed the connection without an answer")
+                data += chunk
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            if command == "stop":
+                raise SupervisorGone(f"the supervisor (pid {expected_pid}) exited before answering") from exc
+            raise
     finally:
         client.close()
     code, _, message = data.decode().strip().partition(" ")
