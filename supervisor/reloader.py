@@ -24,6 +24,11 @@ class ConfigReloader:
         self.watcher = None
         self.job = None
         self.check_deadline: float | None = None
+        self.judged: dict | None = None  # the watched files' bytes as the running check began
+        # What the next SaveGood may promote, why it may not, and whether the service was spawned on it
+        self.candidate: dict | None = None
+        self.candidate_problem: str | None = None
+        self.candidate_spawned = False
 
     # ---- watching ---------------------------------------------------------------------------
 
@@ -58,14 +63,24 @@ class ConfigReloader:
     # ---- validation -------------------------------------------------------------------------
 
     def begin_check(self) -> ev.CheckDone | None:
-        """Start validating; returns the verdict at once when there is nothing to run."""
+        """Start validating; returns the verdict at once when there is nothing to run.
+
+        The watched files are read first: those bytes are what the verdict will be about, and
+        what a later SaveGood may promote (see ``finish_check``).
+        """
+        from supervisor.unix import snapshots
         from supervisor.unix.validate import CheckJob, check_watched_file_safety
 
         for path in self.config.watch:
             refusal = check_watched_file_safety(path, self.config.user)
             if refusal:
                 return ev.CheckDone(False, refusal)
+        try:
+            self.judged = snapshots.capture(self.config.watch)
+        except OSError as exc:  # a FIFO, a planted symlink (SnapshotError): rejected, never a hang
+            return ev.CheckDone(False, str(exc))
         if not self.config.check:
+            self.promote_next(self.judged)
             return ev.CheckDone(True, "no check configured")
         try:
             self.job = CheckJob(self.config)
@@ -84,12 +99,66 @@ class ConfigReloader:
             self.job.kill()
 
     def finish_check(self, status: int) -> ev.CheckDone:
+        """The verdict on the bytes read when the check began, or a rejection if they moved.
+
+        The check reads the files from disk itself, so its verdict is about the bytes on disk
+        while it ran; the files are read again now, and if they differ from what was read before
+        it started, nobody knows which bytes were judged: no verdict (the watcher will see the
+        edit and check the new content). Environment values never reach the events file or
+        status (docs/security.md S2): masked, and only the last lines of output are logged.
+        """
+        from supervisor.unix import snapshots
+        from supervisor.unix.validate import last_lines, redact, secret_values
+
         job, self.job, self.check_deadline = self.job, None, None
-        result = job.finish(status, self.config.check_timeout)
-        self.log.event("check_finished", ok=result.ok, summary=result.summary, output=result.output[-8192:])
-        return ev.CheckDone(result.ok, result.summary)
+        judged, self.judged = self.judged, None
+        secrets = secret_values(self.config)
+        result = job.finish(status, self.config.check_timeout, secrets)
+        summary = redact(result.summary, secrets)
+        self.log.event("check_finished", ok=result.ok, summary=summary, output=last_lines(result.output))
+        if not result.ok:
+            return ev.CheckDone(False, summary)
+        try:
+            after = snapshots.capture(self.config.watch)
+        except OSError as exc:
+            return ev.CheckDone(False, str(exc))
+        moved = snapshots.changed_paths(judged or {}, after)
+        if moved:
+            self.log.event("changed_during_check", level="warning", paths=moved)
+            return ev.CheckDone(False, f"{', '.join(moved)} changed while being checked; "
+                                       "the new content will be checked")
+        self.promote_next(judged)
+        return ev.CheckDone(True, summary)
 
     # ---- last known good --------------------------------------------------------------------
+    #
+    # The bytes a SaveGood promotes are chosen before the service sees them: those that passed the
+    # check (promote_next), or for the first start those read just before the spawn. Whether the
+    # files still hold them is checked when the service is spawned (before_spawn) or, for a
+    # signal reload that spawns nothing, when it is signalled (the SaveGood itself).
+
+    def promote_next(self, contents: dict | None) -> None:
+        self.candidate, self.candidate_problem, self.candidate_spawned = contents, None, False
+
+    def before_spawn(self, attempt: str) -> None:
+        """The service is about to be started (``attempt`` as in ev.Spawn). Never raises."""
+        if not self.config.watch:
+            return
+        if attempt not in ("initial", "reload"):  # restarts and rollbacks are never promoted
+            self.promote_next(None)
+            return
+        from supervisor.unix import snapshots
+
+        try:
+            on_disk = snapshots.capture(self.config.watch)
+        except OSError as exc:  # SnapshotError: nothing we could read is promoted
+            self.candidate, self.candidate_problem = None, str(exc)
+        else:
+            if attempt == "initial":
+                self.promote_next(on_disk)
+            elif self.candidate_problem is None:
+                self.candidate_problem = moved_since(self.candidate, on_disk)
+        self.candidate_spawned = True
 
     def snapshot(self, action: str) -> None:
         if not self.config.watch:
@@ -98,17 +167,41 @@ class ConfigReloader:
 
         try:
             if action == "save":
-                snapshots.save_good(list(self.config.watch), self.directory)
+                self.save()
             else:
+                self.promote_next(None)
                 good_since = snapshots.restore_good(list(self.config.watch), self.directory)
                 self.log.event("rollback", restored_config_from=good_since)
                 if self.watcher is not None:
                     self.watcher.accept(rescan=True)  # the restored files are no edit to react to
-        except snapshots.SnapshotError as exc:
+        except OSError as exc:  # SnapshotError, or the capture of a signal reload's files
             self.log.event("snapshot_failed", level="error", action=action, error=str(exc))
+
+    def save(self) -> None:
+        from supervisor.unix import snapshots
+
+        candidate, problem, spawned = self.candidate, self.candidate_problem, self.candidate_spawned
+        self.promote_next(None)
+        if problem is None and not spawned:  # a signal reload: the service was signalled just now
+            problem = moved_since(candidate, snapshots.capture(self.config.watch))
+        if candidate is None or problem is not None:
+            # Not an error: the previous snapshot stays, and the watcher reloads the newer edit.
+            self.log.event("config_not_promoted", level="warning", reason=problem or "no validated config")
+            return
+        snapshots.save_good(candidate, self.directory)
 
     def stop(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
         if self.job is not None:
             self.job.kill()
+
+
+def moved_since(candidate: dict | None, on_disk: dict) -> str | None:
+    """None when the files still hold the candidate's bytes, else why it cannot be promoted."""
+    from supervisor.unix import snapshots
+
+    if candidate is None:
+        return "no validated config to promote"
+    moved = snapshots.changed_paths(candidate, on_disk)
+    return f"config changed while starting; not promoted ({', '.join(moved)})" if moved else None

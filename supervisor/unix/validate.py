@@ -12,6 +12,10 @@ The check runs:
   which under an init script is arbitrary, and under a shell leaks the operator's);
 * as ``config.user`` when the supervisor is root, like the service itself;
 * in a new session, so on timeout the whole process group is killed, not just the top process.
+
+Its output can hold secrets (JupyterHub's ``--show-config`` prints the environment): for the events
+file and status, ``secret_values``/``redact`` mask every ``environment`` value and ``last_lines``
+keeps only the end (docs/security.md S2).
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ from supervisor.unix.spawn import decode_wait_status
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 OUTPUT_LIMIT = 256 * 1024  # keep the tail: the reason is usually at the end
 SUMMARY_LIMIT = 200
+EVENT_OUTPUT_LINES = 20  # the events file is for diagnosis, not a copy of --show-config
+SECRET_MIN_LENGTH = 4
+REDACTED = "***"
 _ERRORISH = re.compile(r"\b(error|fatal|invalid|exception|failed|traceback)\b", re.IGNORECASE)
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Warning|Interrupt)\b.*")
 
@@ -87,11 +94,19 @@ class CheckJob:
         self.timed_out = True
         _kill_group(self.pid)
 
-    def finish(self, status: int, limit: float | None) -> CheckResult:
-        """The verdict, once the check was reaped with wait status STATUS."""
+    def finish(self, status: int, limit: float | None, secrets: tuple[str, ...] = ()) -> CheckResult:
+        """The verdict, once the check was reaped with wait status STATUS.
+
+        With SECRETS (``secret_values``), they are masked in the output before the summary is
+        taken from it, so a clipped summary cannot show half a secret either.
+        """
         self.popen.returncode = status  # reaped by our caller: keep subprocess from waiting again
-        self.output.seek(max(0, os.fstat(self.output.fileno()).st_size - OUTPUT_LIMIT))
-        output = _tail(self.output.read().decode("utf-8", errors="replace"))
+        skipped = max(0, os.fstat(self.output.fileno()).st_size - OUTPUT_LIMIT)
+        self.output.seek(skipped)
+        text = self.output.read().decode("utf-8", errors="replace")
+        if skipped:  # the first line is cut: it could hold the end of a secret no mask matches
+            text = "[... output truncated ...]\n" + text.partition("\n")[2]
+        output = redact(text, secrets)
         self.cleanup()
         seconds = time.monotonic() - self.started
         if self.timed_out:
@@ -180,10 +195,28 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def _tail(text: str) -> str:
-    if len(text) <= OUTPUT_LIMIT:
-        return text
-    return "[... output truncated ...]\n" + text[-OUTPUT_LIMIT:]
+def secret_values(config: ServiceConfig) -> tuple[str, ...]:
+    """The service's ``environment`` values worth masking (longest first, so none shows in part).
+
+    Every value counts, not just the ones named like secrets: JupyterHub's ``--show-config``
+    prints them all, and nothing says which of them are tokens. Shorter than SECRET_MIN_LENGTH
+    they are too common a string to mask without garbling the output.
+    """
+    values = {value for value in config.env.values() if len(value) >= SECRET_MIN_LENGTH}
+    return tuple(sorted(values, key=len, reverse=True))
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """TEXT with every one of SECRETS replaced by ``***``."""
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def last_lines(text: str, count: int = EVENT_OUTPUT_LINES) -> str:
+    """The last COUNT non-empty lines of TEXT (what the check_finished event keeps)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(lines[-count:])
 
 
 def summarize(output: str) -> str:

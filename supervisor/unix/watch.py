@@ -11,6 +11,9 @@ Design (docs/reload.md, spec/packaging.md §3):
   (core/debounce.py), then calls ``changed()``, which re-reads every file and compares a sha256 with
   the accepted baseline. So a ``touch``, a ``chmod`` or rewriting identical bytes reloads nothing,
   and unrelated files in the same directory cost one hash per debounce window, nothing more.
+* Files are read the way snapshots and the check read them (``read_watched``: through userfiles,
+  as the user who controls the directory, ``O_NONBLOCK``, regular files only): what the service's
+  user plants at the path (a FIFO, a symlink to a root file) is "unreadable", never a hang.
 
 watchdog is imported only in ``start()``: it costs ~20 ms and three threads, and ``svctl status``
 must never pay for it. Works with watchdog 2.2.1 (Debian 12) through 7.x: the handler is duck-typed
@@ -19,19 +22,23 @@ must never pay for it. Works with watchdog 2.2.1 (Debian 12) through 7.x: the ha
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import threading
 from dataclasses import dataclass
 from typing import Any
 from collections.abc import Callable, Iterable
 
 from supervisor.errors import SvctlError
+from supervisor.unix import safefs, userfiles
 
 # Events that can mean new content. Not "opened"/"closed_no_write" (6.x+): reading the file (our own
 # changed(), the check command, sed's first pass) would otherwise wake us forever.
 RELEVANT_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed", "attrib"})
 _MAX_SYMLINK_HOPS = 40  # same limit as the kernel's ELOOP
+WATCHED_LIMIT = 16 << 20  # a config file bigger than this is refused, never silently truncated
 
 
 class WatchError(SvctlError):
@@ -47,21 +54,66 @@ class FileChange:
     detail: str = ""  # for "unreadable": the OS error text
 
 
-def file_digest(path: str) -> str | None:
-    """sha256 of the file's content (following symlinks), None when it does not exist.
+def watched_target(path: str) -> str:
+    """The file PATH stands for: PATH itself, or where a root-owned symlink at its end points.
 
-    Other errors (EACCES, EISDIR...) raise OSError so the caller can report them.
+    A root-owned link is followed only while root alone controls the directory holding it (a
+    Kubernetes ConfigMap's ``app.conf -> ..data/app.conf``, ``..data -> ..2024_01``: resolved to
+    ``/etc/cfg/..2024_01/app.conf``). Any other link is left in place: ``userfiles`` then refuses
+    to read through it and replaces or removes the link itself, with the rights of the user who
+    controls the directory. Never opens the file (a FIFO costs nothing here).
     """
-    digest = hashlib.sha256()
+    current = path
+    for _ in range(_MAX_SYMLINK_HOPS):
+        try:
+            place = safefs.locate(current)
+        except OSError:  # a user's directory, an unsafe or missing one: userfiles says why, if it matters
+            return current
+        with place:
+            if place.owner is not None:
+                return current
+            try:
+                info = os.stat(place.name, dir_fd=place.fd, follow_symlinks=False)
+            except OSError:
+                return place.path
+            if not stat.S_ISLNK(info.st_mode) or info.st_uid != 0:
+                return place.path
+            current = os.path.normpath(os.path.join(place.directory, os.readlink(place.name, dir_fd=place.fd)))
+    raise OSError(errno.ELOOP, f"{path}: too many levels of symbolic links")
+
+
+def read_watched(path: str) -> bytes | None:
+    """The content of a watched file, None when it does not exist; raises OSError with one line.
+
+    Read through ``userfiles`` (docs/security.md F2): as the user who controls the directory when
+    a user does, never through a link someone else planted, ``O_NONBLOCK`` and regular files only,
+    so a FIFO or a device at the path is an error at once, never a supervisor blocked in open().
+    """
     try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 16), b""):
-                digest.update(block)
-    except FileNotFoundError:
+        data = userfiles.read_bytes(watched_target(path), WATCHED_LIMIT + 1)
+    except (FileNotFoundError, NotADirectoryError):  # a directory on the way is gone: so is the file
         return None
-    except NotADirectoryError:  # a path component is a file now: the watched file is gone
-        return None
-    return digest.hexdigest()
+    except OSError as exc:
+        raise OSError(exc.errno, _unreadable(path, exc)) from None
+    if data is not None and len(data) > WATCHED_LIMIT:
+        raise OSError(errno.EFBIG, f"{path}: larger than {WATCHED_LIMIT >> 20} MiB")
+    return data
+
+
+def _unreadable(path: str, exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return f"{path} is a symbolic link svctl does not follow (only root's links in root's directories)"
+    text = userfiles.describe(exc)
+    return text if path in text or watched_target(path) in text else f"{path}: {text}"
+
+
+def file_digest(path: str) -> str | None:
+    """sha256 of the watched file's content (see ``read_watched``), None when it does not exist.
+
+    Other errors (EACCES, a FIFO, a directory, a planted symlink) raise OSError with one line.
+    """
+    data = read_watched(path)
+    return None if data is None else hashlib.sha256(data).hexdigest()
 
 
 def watch_directories(path: str) -> list[str]:

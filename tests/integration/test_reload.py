@@ -192,3 +192,76 @@ def test_a_world_writable_watched_file_is_refused(sandbox):
     assert "chmod go-w" in sandbox.state()["machine"]["rejected"][0]
     assert hub.pid() == pid and hub.message() == "safe"
     assert sandbox.cli("stop", "demo").returncode == 0
+
+
+# Reads its config at once (that is what it runs on), then takes a while to be "started"; exits 1
+# at once on a config with "fail" set.
+SLOW_STARTING_SERVICE = """\
+import json, sys, time
+config = json.load(open(sys.argv[1]))
+if config.get("fail"):
+    sys.exit(1)
+print("running on", config["message"], flush=True)
+while True:
+    time.sleep(1000)
+"""
+
+
+@pytest.mark.parametrize("start", ["initial", "reload"])
+def test_the_known_good_config_is_the_validated_one_not_an_edit_made_during_startup(sandbox, start):
+    """Issue 10 item 7: a broken edit landing while the service starts must never become known good."""
+    conf, script = sandbox.base / "app.json", sandbox.base / "slow_service.py"
+    script.write_text(SLOW_STARTING_SERVICE)
+    good = json.dumps({"message": "good"}).encode()
+    conf.write_bytes(good if start == "initial" else json.dumps({"message": "older"}).encode())
+    sandbox.service("demo", command=[PYTHON, str(script), str(conf)], start_seconds=1.5, watch=[str(conf)],
+                    check=[PYTHON, SERVER, "--check", str(conf)], check_timeout=10)
+    log = sandbox.log / "demo.log"
+    started_on = lambda message: log.exists() and f"running on {message}" in log.read_text()  # noqa: E731
+    if start == "initial":
+        starting = subprocess.Popen([PYTHON, "-m", "supervisor", "--config-dir", str(sandbox.etc), "--run-dir",
+                                     str(sandbox.run / "svctl"), "start", "demo"], cwd=REPO)
+        poll_until(lambda: started_on("good"), what="the service reading its config")
+    else:
+        assert sandbox.cli("start", "demo").returncode == 0
+        conf.write_bytes(good)  # passes the check, then the restart begins
+        poll_until(lambda: started_on("good"), timeout=10, what="the restart on the checked config")
+    conf.write_text('{"message": "broken"')  # e.g. an automation tool's second write, still starting
+    if start == "initial":
+        assert starting.wait(timeout=30) == 0
+    poll_until(lambda: sandbox.state()["machine"]["rejected"], timeout=10, what="the broken edit rejected")
+    pid = sandbox.service_pid()
+    conf.write_text(json.dumps({"message": "bad", "fail": True}))  # valid, but the service won't start
+    try:
+        poll_until(lambda: [e for e in sandbox.events() if e["event"] == "rolled_back"], timeout=15, what="rollback")
+    except AssertionError:
+        pytest.fail(f"the rollback did not run the service; events: {[e['event'] for e in sandbox.events()]}")
+    assert conf.read_bytes() == good, "the restored config is the validated one, not the broken edit"
+    poll_until(lambda: sandbox.state()["machine"]["state"] == "running", what="state.json says running")
+    assert sandbox.service_pid() not in (None, pid)
+    assert sandbox.cli("status", "demo").returncode == 0
+    assert sandbox.cli("stop", "demo").returncode == 0
+
+
+def test_environment_values_stay_out_of_the_events_and_the_status_line(sandbox):
+    """Issue 10 item 3: a check that prints its environment (JupyterHub --show-config) leaks nothing."""
+    secret = "canary-3e1f0b2a9d"
+    hub = Hub(sandbox)
+    check = ("import json, os, sys\n"
+             "for name, value in sorted(os.environ.items()): print(f'{name}={value}')\n"
+             f"config = json.load(open({str(hub.conf)!r}))\n"
+             "sys.exit(0 if config['message'] != 'bad' else 'error: bad config, secret ' + os.environ['HUB_SECRET'])")
+    sandbox.service("demo", command=[PYTHON, SERVER, str(hub.port), str(hub.conf)], ready=f"http://[::1]:{hub.port}/",
+                    ready_timeout=10, watch=[str(hub.conf)], check=[PYTHON, "-c", check], check_timeout=10,
+                    environment={"HUB_SECRET": secret})
+    hub.write("good")
+    assert sandbox.cli("start", "demo").returncode == 0
+    hub.write("bad")
+    poll_until(lambda: sandbox.state()["machine"]["rejected"], what="rejection")
+    status = sandbox.cli("status", "demo")
+    assert "config rejected: exit status 1: error: bad config, secret ***" in status.stdout, status.stdout
+    assert secret not in status.stdout and secret not in json.dumps(sandbox.state()["machine"])
+    assert secret not in (sandbox.log / "demo.json").read_text()
+    [finished] = [e for e in sandbox.events() if e["event"] == "check_finished" and not e["ok"]]
+    assert "HUB_SECRET=***" in finished["output"] and len(finished["output"].splitlines()) <= 20
+    assert sandbox.cli("stop", "demo").returncode == 0

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from conftest import check_to_the_end
 from supervisor.config import ServiceConfig
 from supervisor.unix.validate import check_watched_file_safety, run_check, summarize
 
@@ -247,3 +248,81 @@ def test_background_helper_does_not_stall_the_check_and_is_killed(tmp_path):
             os.kill(helper, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+# -- the reloader's check: what it judged, and what it logs (issue 10 items 3, 5, 7) ----------------
+
+from supervisor.unix.validate import last_lines, redact, secret_values  # noqa: E402
+
+
+def make_reloader(tmp_path, check, environment=()):
+    from supervisor.log import EventLog
+    from supervisor.reloader import ConfigReloader
+
+    conf = tmp_path / "app.conf"
+    if not conf.exists():
+        conf.write_text("a = 1\n")
+    config = ServiceConfig(name="demo", path="/dev/null", command=("/bin/true",), watch=(str(conf),),
+                           check=tuple(check), environment=tuple(environment))
+    (tmp_path / "run").mkdir(exist_ok=True)
+    events = tmp_path / "events.json"
+    return ConfigReloader(config, str(tmp_path / "run"), EventLog(str(events), "demo", False), lambda: None), events
+
+
+
+def test_an_edit_during_the_check_leaves_no_verdict(tmp_path):
+    """The check judged the file on disk while it ran: if that moved, the verdict is for unknown bytes."""
+    conf = tmp_path / "app.conf"
+    reloader, events = make_reloader(tmp_path, [PY, "-c", f"open({str(conf)!r}, 'w').write('a = 2')"])
+    verdict = check_to_the_end(reloader)
+    assert not verdict.ok and "changed while being checked" in verdict.summary
+    assert reloader.candidate is None, "nothing to promote"
+
+
+def test_a_fifo_at_the_watched_path_is_rejected_at_once_without_running_the_check(tmp_path):
+    os.mkfifo(tmp_path / "app.conf")
+    reloader, _ = make_reloader(tmp_path, [PY, "-c", "import time; time.sleep(30)"])
+    started = time.monotonic()
+    verdict = reloader.begin_check()
+    assert time.monotonic() - started < 2
+    assert verdict is not None and not verdict.ok and "unreadable" in verdict.summary
+    assert reloader.check_pid is None
+
+
+SECRET = "hub-secret-7f3a9c"
+
+
+def test_check_finished_logs_the_last_lines_with_environment_values_masked(tmp_path):
+    code = ("import os, sys\n"
+            "for i in range(100): print(f'line {i} token={os.environ[\"HUB_TOKEN\"]}')\n"
+            "sys.exit('error: bad token ' + os.environ['HUB_TOKEN'])")
+    reloader, events = make_reloader(tmp_path, [PY, "-u", "-c", code],
+                                     environment=[("HUB_TOKEN", SECRET), ("MODE", "abc")])
+    verdict = check_to_the_end(reloader)
+    assert not verdict.ok
+    assert SECRET not in verdict.summary and "***" in verdict.summary, verdict.summary
+    text = events.read_text()
+    assert SECRET not in text and SECRET[:8] not in text
+    import json
+
+    [entry] = [e for e in map(json.loads, text.splitlines()) if e["event"] == "check_finished"]
+    lines = entry["output"].splitlines()
+    assert 1 <= len(lines) <= 20 and lines[-1] == "error: bad token ***"
+    assert entry["summary"] == verdict.summary
+
+
+def test_a_clipped_summary_never_shows_part_of_a_secret():
+    from supervisor.unix.validate import CheckJob
+
+    code = f"import sys; sys.exit('error: ' + 'x' * 185 + {SECRET!r})"
+    job = CheckJob(cfg([PY, "-c", code]))
+    _, status = os.waitpid(job.pid, 0)
+    result = job.finish(status, None, (SECRET,))
+    assert not result.ok and SECRET[:6] not in result.summary and SECRET not in result.output
+
+
+def test_redaction_helpers():
+    config = cfg([], environment=(("A", "long-value"), ("B", "abc"), ("C", "long-value-2")))
+    assert secret_values(config) == ("long-value-2", "long-value"), "longest first; short ones kept"
+    assert redact("x=long-value-2 y=long-value z=abc", secret_values(config)) == "x=*** y=*** z=abc"
+    assert last_lines("\n".join(str(i) for i in range(50)) + "\n\n", 3) == "47\n48\n49"

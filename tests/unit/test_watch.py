@@ -329,3 +329,48 @@ def test_importing_the_module_does_not_import_watchdog():
     code = "import sys, supervisor.unix.watch; print('watchdog' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_fifo_swapped_in_is_reported_unreadable_without_blocking(tmp_path, make_watcher):
+    """Issue 10 item 5: open() on a FIFO without a writer blocks forever, and with it the loop."""
+    conf = tmp_path / "app.conf"
+    write(conf, "a = 1\n")
+    watcher, wakes = make_watcher(conf)
+    before = wakes.settle()
+    os.mkfifo(tmp_path / "fifo")
+    os.replace(tmp_path / "fifo", conf)
+    assert wakes.wait_for_more_than(before)
+    found: list = []
+    thread = threading.Thread(target=lambda: found.append(watcher.scan()), daemon=True)
+    thread.start()
+    thread.join(5)
+    assert found, "scan() blocked on the FIFO"
+    [change] = found[0]
+    assert change.kind == "unreadable" and "not a regular file" in change.detail
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the attacker is nobody")
+def test_a_symlink_planted_in_a_users_directory_is_not_read_through(make_watcher):
+    """Root never reads through the service user's link (to a file only root may read)."""
+    import pwd
+    import tempfile
+    from pathlib import Path
+
+    nobody = pwd.getpwnam("nobody")
+    base = Path(tempfile.mkdtemp(prefix="svctl-watch-", dir="/var/tmp"))
+    try:
+        os.chmod(base, 0o755)
+        secret = base / "secret"
+        write(secret, "root only\n")
+        os.chmod(secret, 0o600)
+        confdir = base / "conf"
+        confdir.mkdir()
+        conf = confdir / "app.conf"
+        os.symlink(secret, conf)
+        os.lchown(conf, nobody.pw_uid, nobody.pw_gid)
+        os.chown(confdir, nobody.pw_uid, nobody.pw_gid)
+        watcher, _ = make_watcher(conf)
+        [change] = watcher.scan()
+        assert change.kind == "unreadable" and "symbolic link" in change.detail
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
