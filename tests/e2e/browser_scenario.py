@@ -27,6 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from helpers import processes, wait_for  # noqa: E402
@@ -201,6 +202,21 @@ class Browser:
             os.close(descriptor)
 
 
+def reachable_by_user(path: str, mountpoint: str) -> str:
+    """PATH, or a bind mount of it at MOUNTPOINT when a 0700 directory on the way hides it.
+
+    A checkout cloned into /root (0700) holds the venv whose site-packages the user's server
+    imports; this scenario runs in a private mount namespace, so the bind mount vanishes with it.
+    """
+    parents = [str(parent) for parent in Path(path).resolve().parents]
+    if all(os.stat(directory).st_mode & 0o001 for directory in parents):
+        return path
+    os.makedirs(mountpoint, mode=0o755, exist_ok=True)
+    subprocess.run(["mount", "--bind", path, mountpoint], check=True)
+    log(f"{path} is not reachable by other users: bind-mounted at {mountpoint}")
+    return mountpoint
+
+
 def main() -> None:
     params = json.loads(sys.argv[1])
     user, password, port = params["user"], params["password"], params["port"]
@@ -225,7 +241,8 @@ def main() -> None:
         handle.write("\n# Test only: see test_jupyterhub_browser.py's docstring.\n")
         handle.write(f"c.Spawner.cmd = {params['spawner_cmd']!r}\n")
         if params.get("spawner_pythonpath"):
-            handle.write(f"c.Spawner.environment = {{'PYTHONPATH': {params['spawner_pythonpath']!r}}}\n")
+            pythonpath = reachable_by_user(params["spawner_pythonpath"], os.path.join(scratch, "site-packages"))
+            handle.write(f"c.Spawner.environment = {{'PYTHONPATH': {pythonpath!r}}}\n")
         handle.write(f"c.Spawner.default_url = '/files/{HELLO}'  # no notebook/lab frontend is installed\n")
     results["config"] = open(config_path).read()
 
