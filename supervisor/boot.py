@@ -3,7 +3,7 @@
 Text in, text out, like honcho's ``Export.render``: nothing here writes a file or runs a tool;
 ``supervisor.commands.install`` does that. Both files delegate to the svctl that rendered them, by
 absolute path, because ``service`` runs init scripts with a scrubbed environment and a bare PATH
-(spec/lsb-semantics.md §4), and systemd units need absolute paths anyway.
+(docs/boot.md), and systemd units need absolute paths anyway.
 """
 
 from __future__ import annotations

@@ -375,14 +375,9 @@ def ensure_paths_exist(config: ServiceConfig) -> None:
 
 def runs_as_root(config: ServiceConfig) -> bool:
     """Whether the service (and its check) run with uid 0: user unset means the supervisor's user."""
-    if not config.user:
-        return os.geteuid() == 0
-    import pwd
+    from supervisor.unix.validate import runs_as_root as user_is_root
 
-    try:
-        return pwd.getpwnam(config.user).pw_uid == 0
-    except KeyError:
-        return config.user == "root"
+    return user_is_root(config.user)
 
 
 def ensure_programs_trusted(config: ServiceConfig) -> None:

@@ -1,5 +1,5 @@
 """The LSB verbs that change things: start, stop, restart, try-restart, reload, force-reload, plus
-``run`` (foreground) and ``reopen-logs``. Exit codes as in design.md; every message one line.
+``run`` (foreground) and ``reopen-logs``. Exit codes as in svctl(8) and the README; every message one line.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Stop schedules in start-stop-daemon ``--retry`` syntax, parsed and formatted (pure).
 
-Grammar (dpkg's start-stop-daemon, spec/lsb-semantics.md §1.4):
+Grammar (dpkg's start-stop-daemon(8), --retry):
   ``30``               a bare timeout: TERM, wait 30 s, KILL, wait 30 s
   ``TERM/30/KILL/5``   items separated by ``/``; an item is a timeout (it starts with a digit),
                        a signal (``TERM``, ``-TERM``, ``-15``) or ``forever``

@@ -2,7 +2,7 @@
 
 Every rule is a function of the parsed config (pyconfig, never executed), the service definition and
 ``Facts`` gathered by probe.py, so each can be unit-tested with made-up facts. The facts behind
-each rule are in spec/jupyterhub-facts.md (section named in the rule's comment).
+each rule are summarised in docs/jupyterhub.md (and in the rule's comment).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ After SIGKILL, SIGHUP, a crash or a startup failure, the hub's configurable-http
 running in its own session (process-group kills miss it) and keeps the public and API ports. The
 next hub then either SIGKILLs whatever PID the stale pid file names (it only checks ``kill(pid,
 0)``: PID reuse makes that an unrelated process) or, with the file gone, fails with 403/EADDRINUSE
-(spec/jupyterhub-facts.md §B4, §D2-3). So before each start svctl stops the orphan itself, but
+(docs/jupyterhub.md). So before each start svctl stops the orphan itself, but
 only once the PID's command line proves it is a proxy, and removes the stale pid files.
 """
 

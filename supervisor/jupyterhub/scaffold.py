@@ -223,7 +223,7 @@ def render_service(layout: Layout, options: InitOptions) -> str:
     """The /etc/svctl/jupyterhub.toml text, with the seed's init.d defaults."""
     hub = [options.jupyterhub, "-f", layout.config_path]
     lines = [
-        f"# {layout.service_file}: written by `svctl init jupyterhub`; keys are described in design.md.",
+        f"# {layout.service_file}: written by `svctl init jupyterhub`; every key is described in svctl(8) and the example service file (etc/example.toml; /usr/share/doc/svctl/examples/example.toml in the package).",
         f"description = {_toml('Multi-user server for Jupyter notebooks')}",
         f"command = {_toml(hub)}",
         "# The hub's relative defaults (sqlite db, cookie secret, proxy pid file) land here.",

@@ -258,66 +258,17 @@ def runs_as_root(service_user: str | None) -> bool:
 def check_watched_file_safety(path: str, service_user: str | None) -> str | None:
     """A one-line refusal when someone other than root could change code that runs as root.
 
-    Checked when the service runs as root: the file (after following symlinks) must be owned by
-    root and not group/world-writable, and so must every directory that holds it or a symlink
-    leading to it (whoever can write a directory can rename a new file over the config; a sticky
-    root-owned directory like /tmp is fine). Returns None when safe, or when the file does not
-    exist (the watcher reports that separately). Blocks only for a few stat() calls.
+    Checked when the service runs as root, with the same rule as service files (docs/security.md
+    X2, supervisor/unix/trustchain.py): the file, after following symlinks, must be root's and not
+    group/world-writable, and so must every directory that holds it or a symlink leading to it (a
+    root-owned sticky directory like /tmp is fine). None when safe, or when the file does not
+    exist (the watcher reports that separately). Only a few lstat() calls.
     """
     if not runs_as_root(service_user):
         return None
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
+    from supervisor.unix.trustchain import check_chain
+
+    reason = check_chain(path)
+    if reason is None:
         return None
-    except OSError as exc:
-        return f"{path}: cannot check watched file: {exc.strerror}"
-    reason = _unsafe(path, st, is_dir=False)
-    if reason:
-        return reason
-    from supervisor.unix.watch import watch_directories  # light: watchdog is imported lazily there
-
-    for directory in _ancestors(watch_directories(path)):
-        try:
-            dst = os.stat(directory)
-        except OSError:
-            continue
-        reason = _unsafe(directory, dst, is_dir=True, file=path)
-        if reason:
-            return reason
-    return None
-
-
-def _ancestors(directories: list[str]) -> list[str]:
-    result: list[str] = []
-    for directory in directories:
-        current = os.path.realpath(directory)
-        while True:
-            if current not in result:
-                result.append(current)
-            parent = os.path.dirname(current)
-            if parent == current:
-                break
-            current = parent
-    return result
-
-
-def _unsafe(path: str, st: os.stat_result, *, is_dir: bool, file: str | None = None) -> str | None:
-    what = f"directory {path} (holding {file})" if is_dir else path
-    runs = "the service runs as root, so whoever can change it runs code as root"
-    if st.st_uid != 0:
-        owner = _user_name(st.st_uid)
-        return f"refusing to watch {what}: owned by {owner}, {runs}; fix: chown root {path}"
-    writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-    if writable and not (is_dir and st.st_mode & stat.S_ISVTX):
-        who = "world-writable" if st.st_mode & stat.S_IWOTH else "group-writable"
-        mode = f"{stat.S_IMODE(st.st_mode):04o}"
-        return f"refusing to watch {what}: {who} (mode {mode}), {runs}; fix: chmod go-w {path}"
-    return None
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid {uid}"
+    return f"refusing to watch {path}: {reason} (the service runs as root: whoever can change it runs code as root)"

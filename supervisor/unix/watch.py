@@ -1,6 +1,6 @@
 """Watch the service's config files and say which ones really changed.
 
-Design (docs/reload.md, spec/packaging.md §3):
+Design (docs/reload.md):
 
 * ONE watchdog Observer for the whole supervisor (inotify instances are a scarce per-user resource).
 * Files are never watched directly: a watch on a file follows its inode and goes deaf after the first

@@ -1,4 +1,4 @@
-"""The conformance matrix of spec/lsb-semantics.md §7.1, against real processes.
+"""The LSB conformance matrix (README, "The LSB conformance matrix"), against real processes.
 
 Scenarios S1-S10 (state before the action) x the seven actions; each cell sets up its scenario from
 scratch, runs the real CLI, and checks the exit code and what happened to the processes and the
