@@ -26,7 +26,6 @@ import re
 import select
 import shutil
 import signal
-import stat
 import subprocess
 import tempfile
 import time
