@@ -119,6 +119,18 @@ rm -rf "$unit_root"
 check "svctl uninstall $NAME" /usr/bin/svctl uninstall "$NAME"
 check "shim and links are gone" sh -c "[ ! -e /etc/init.d/$NAME ] && ! ls /etc/rc?.d/*$NAME >/dev/null 2>&1"
 
+# --- remove, then purge: what happens to generated boot files (docs/boot.md, "Removing svctl") ----
+check "svctl install $NAME again" /usr/bin/svctl install "$NAME" --no-systemd
+check "apt-get remove svctl" $APT remove svctl
+check "remove keeps the generated shim and its links" test -f "/etc/init.d/$NAME" -a -L "/etc/rc2.d/S01$NAME"
+check "the orphaned shim's status is 4 (unknown), never 0" expect_code 4 "/etc/init.d/$NAME" status
+check "the orphaned shim's start does nothing, successfully" expect_code 0 "/etc/init.d/$NAME" start
+check "dpkg -i svctl again" dpkg -i "$DEB"
+check "apt-get purge svctl" $APT purge svctl
+check "purge removes the generated shim and its links" \
+    sh -c "[ ! -e /etc/init.d/$NAME ] && ! ls /etc/rc?.d/*$NAME >/dev/null 2>&1"
+check "purge leaves the administrator's service definition" test -f "/etc/svctl/$NAME.toml"
+
 # --- purge both -----------------------------------------------------------------------------------
 check "purge svctl and supervisor" $APT purge svctl supervisor
 check "nothing of svctl is left" sh -c "[ ! -e /usr/bin/svctl ] && [ ! -e /usr/share/svctl ]"

@@ -124,8 +124,25 @@ def test_shim_keeps_the_literal_usage_line_for_the_sysv_generator():
 def test_shim_sources_init_functions_and_guards_removal():
     text = render("jupyterhub")[0].text
     assert ". /lib/init/vars.sh\n. /lib/lsb/init-functions\n" in text
-    guard = text.index('[ -x "$SVCTL" ] || exit 0')
+    guard = text.index('if [ ! -x "$SVCTL" ]; then')
     assert guard < text.index(". /lib/lsb/init-functions")
+
+
+def test_shim_after_svctl_was_removed_does_nothing_and_says_status_unknown(tmp_path):
+    """`apt-get remove svctl` leaves generated boot files: a boot runs them, monitoring asks status."""
+    config = sleeper()
+    shim = tmp_path / "sleeper"
+    shim.write_text(boot.render_initd(config, str(tmp_path / "gone" / "svctl"), "/etc/svctl", "/run/svctl").text)
+    run = lambda verb: subprocess.run(["sh", str(shim), verb], capture_output=True, text=True, timeout=10)
+    status = run("status")
+    assert status.returncode == 4 and "not installed" in status.stderr
+    for verb in ("start", "stop", "restart", "reload", "force-reload"):
+        assert run(verb).returncode == 0
+
+
+def test_unit_is_skipped_not_failed_once_svctl_is_gone():
+    unit = render("jupyterhub")[1].text
+    assert "\nConditionFileIsExecutable=/usr/bin/svctl\n" in unit.split("[Service]")[0]
 
 
 def test_default_dirs_are_not_passed():
