@@ -15,10 +15,10 @@ import sys
 
 from supervisor.config import ServiceConfig
 from supervisor.core import events as ev
-from supervisor.unix.pidfile import PidfileLock
+from supervisor.unix.pidfile import SupervisorLock
 
 
-def launch(config: ServiceConfig, run_dir: str, lock: PidfileLock, adopt: tuple | None) -> tuple[int, str]:
+def launch(config: ServiceConfig, run_dir: str, lock: SupervisorLock, adopt: tuple | None) -> tuple[int, str]:
     """Start a detached supervisor; returns its answer (code, message)."""
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
@@ -70,22 +70,25 @@ class Launcher:
             os.close(fd)
 
 
-def become_daemon(config: ServiceConfig, run_dir: str, lock: PidfileLock, launcher: Launcher,
+def become_daemon(config: ServiceConfig, run_dir: str, lock: SupervisorLock, launcher: Launcher,
                   adopt: tuple | None) -> int:
     import daemon
 
     context = daemon.DaemonContext(
         detach_process=True, working_directory="/", umask=0o022, prevent_core=False,
         signal_map={},  # our own handlers, installed by the runtime (the default map kills on SIGTERM)
-        files_preserve=[lock.fd, launcher.fd], pidfile=lock,
+        files_preserve=[lock.fd, launcher.fd],  # no pidfile=: supervise() writes it once state.json is there
     )
-    context.open()  # from here on we are the daemon: our PID is in the PID file
+    context.open()  # from here on we are the daemon
     return supervise(config, run_dir, lock, launcher_fd=launcher, adopt=adopt, console=False)
 
 
-def supervise(config: ServiceConfig, run_dir: str, lock: PidfileLock, *, launcher_fd: Launcher | int | None,
+def supervise(config: ServiceConfig, run_dir: str, lock: SupervisorLock, *, launcher_fd: Launcher | int | None,
               adopt: tuple | None, console: bool, stop_at_once: bool = False) -> int:
-    """Run the supervisor in this process until it exits; removes the PID file at the end.
+    """Run the supervisor in this process until it exits; writes the PID file, removes it at the end.
+
+    The PID file is written only after state.json names this supervisor, so a reader that finds
+    our PID there can always verify it: never a "stale PID file" for a supervisor still starting.
 
     LAUNCHER_FD: the Launcher to answer (or a bare pipe descriptor, which then becomes one), or None.
     """
@@ -96,6 +99,8 @@ def supervise(config: ServiceConfig, run_dir: str, lock: PidfileLock, *, launche
     token = Launcher(launcher_fd) if isinstance(launcher_fd, int) else launcher_fd
     try:
         runtime = Runtime(config, run_dir, console=console, lock=lock)
+        runtime.publish()
+        lock.write(os.getpid())
         if adopt is not None:
             from supervisor.unix.identity import monotonic_start
 

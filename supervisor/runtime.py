@@ -31,7 +31,7 @@ from supervisor.log import EventLog, redact, secrets_of
 from supervisor.unix import identity, proc, rundir
 from supervisor.unix.logcapture import LogCapture
 from supervisor.unix.spawn import Child, decode_wait_status, spawn
-from supervisor.unix.statefile import StateFile, public_record, public_status
+from supervisor.unix.statefile import PrivateReasons, StateFile, public_record, public_status
 
 HANDLED_SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGUSR1)
 WATCH_BYTE = 0xFE  # written to the wake-up pipe by the file watcher's thread (signal numbers are < 65)
@@ -75,6 +75,7 @@ class Runtime(Guard, Requests):
         self.log = EventLog(config.events_file, config.name, console, self.secrets, self.faults)
         self.output = LogCapture(config.log_file, config.log_max_bytes, config.log_backups, self.faults)
         self.state_file = StateFile(self.directory, rundir.STATE)
+        self.private_reasons = PrivateReasons(config, self.directory)
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.open_to_clients()
         self.selector.register(self.wake_r, selectors.EVENT_READ, self.on_wake)
@@ -302,14 +303,27 @@ class Runtime(Guard, Requests):
         self.service_identity = identity.identify(pid)
         if pidfd is not None:
             self.selector.register(pidfd, selectors.EVENT_READ, self.on_pidfd)
-            old_pipe = proc.pidfd_getfd(pidfd, output_fd) if output_fd is not None else None
+            old_pipe = proc.pidfd_getfd(pidfd, output_fd) if isinstance(output_fd, int) else None
             if old_pipe is not None:
-                os.set_blocking(old_pipe, False)
-                self.adopted_pipes.add(old_pipe)
-                self.selector.register(old_pipe, selectors.EVENT_READ, self.drain_adopted_output)
+                self.guarded("taking back the output pipe", self.take_output_pipe, old_pipe)
         else:
             self.events.append(ev.Exited(pid, "exited before it could be adopted", False,
                                          identity.process_group_alive(pgid)))
+
+    def take_output_pipe(self, fd: int) -> None:
+        """The descriptor is whatever the service now has at that number (it may have put anything
+        there): keep it only if it is a pipe we can watch; otherwise supervise without its output."""
+        import stat
+
+        try:
+            if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+                raise OSError(f"descriptor {fd} of the service is no longer a pipe; its output is not captured")
+            os.set_blocking(fd, False)
+            self.selector.register(fd, selectors.EVENT_READ, self.drain_adopted_output)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.adopted_pipes.add(fd)
 
     def drain_adopted_output(self, fd: int) -> None:
         try:
@@ -347,6 +361,7 @@ class Runtime(Guard, Requests):
         try:
             now_wall = time.time()
             status = public_status(self.machine.status(), now_wall, time.monotonic(), self.secrets)
+            status["rejected"] = self.private_reasons.publish(status["rejected"])
             self.faults.changed = self.faults.urgent = False
             reserve_used = self.state_file.write({
                 "version": 1, "name": self.config.name, "updated": now_wall,

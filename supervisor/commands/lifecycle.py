@@ -15,7 +15,7 @@ from supervisor.errors import Exit, SvctlError
 from supervisor.names import validate_name
 from supervisor.observe import Observation, observe
 from supervisor.unix import control, rundir
-from supervisor.unix.pidfile import AlreadyLocked, PidfileLock, read_pidfile
+from supervisor.unix.pidfile import AlreadyLocked, SupervisorLock, read_pidfile
 
 
 def load(context, args: list[str], verb: str) -> tuple[ServiceConfig, list[str]]:
@@ -59,15 +59,16 @@ def start_service(config: ServiceConfig, run_dir: str) -> int:
     deadline = time.monotonic() + (config.ready_timeout if config.ready else config.start_seconds) + 15
     while True:
         try:
-            lock = PidfileLock.acquire(config.pidfile)
+            lock = SupervisorLock.acquire(rundir.service_dir(run_dir, config.name), config.pidfile)
             break
-        except AlreadyLocked:
+        except AlreadyLocked:  # the run directory's lock: whatever became of the PID file
             obs = observe(config, run_dir)
             if obs.supervised:  # another supervisor runs (or is starting): ask it, don't start a second
                 return ask(config, obs, "start", timeout=deadline - time.monotonic())
             if time.monotonic() > deadline:
-                raise SvctlError(f"the PID file {config.pidfile} is locked by a process that is not an svctl "
-                                 "supervisor; refusing to start a second instance") from None
+                raise SvctlError(f"{config.name}: the supervisor lock in {rundir.service_dir(run_dir, config.name)} "
+                                 "is held by a process that never reported; refusing to start a second "
+                                 "instance") from None
             time.sleep(0.02)  # a launcher is between lock and state file: wait for it to appear
     adopt = adoption(observe(config, run_dir))
     from supervisor.launch import launch
@@ -84,7 +85,12 @@ def adoption(obs: Observation) -> tuple[int, int, int | None] | None:
     if not obs.orphaned:
         return None
     state = obs.state or {}
-    return obs.service.pid, state.get("pgid") or obs.service.pid, state.get("output_fd")
+    pgid, output_fd = state.get("pgid"), state.get("output_fd")
+    # the service leads its own session, so its process group is its PID (a session leader can't
+    # change it); anything else recorded would be a corrupt state file
+    pgid = pgid if pgid == obs.service.pid else obs.service.pid
+    output_fd = output_fd if isinstance(output_fd, int) and not isinstance(output_fd, bool) and output_fd >= 0 else None
+    return obs.service.pid, pgid, output_fd
 
 
 def report_start_failure(config: ServiceConfig, message: str) -> int:
@@ -163,36 +169,40 @@ def stop_service(config: ServiceConfig, run_dir: str) -> int:
         return ask(config, obs, "stop", timeout=None if total is None else total * 2 + 30)
     if obs.orphaned:  # its supervisor was killed: adopt it here, run the stop schedule, done
         try:
-            lock = PidfileLock.acquire(config.pidfile)
+            lock = SupervisorLock.acquire(rundir.service_dir(run_dir, config.name), config.pidfile)
         except AlreadyLocked:
-            raise SvctlError(f"the PID file {config.pidfile} is locked by an unknown process") from None
-        lock.write(os.getpid())
+            raise SvctlError(f"{config.name}: another svctl is taking over the service right now") from None
         from supervisor.launch import supervise
 
         code = supervise(config, run_dir, lock, launcher_fd=None, adopt=adoption(obs), console=False,
                          stop_at_once=True)
         say(config, "stopped" if code == 0 else "stop failed")
         return Exit.OK if code == 0 else Exit.FAILED
-    remove_stale_pidfile(config)
+    remove_stale_pidfile(config, run_dir)
     say(config, "not running")
     return Exit.OK
 
 
-def remove_stale_pidfile(config: ServiceConfig) -> None:
-    """Nothing of ours runs: a leftover PID file (dead, reused, garbage) only misleads; remove it."""
+def remove_stale_pidfile(config: ServiceConfig, run_dir: str) -> None:
+    """Nothing of ours runs: a leftover PID file (dead, reused, garbage) only misleads; remove it.
+
+    Only while holding the supervisor lock (no supervisor is starting meanwhile), and never
+    through a directory someone else controls.
+    """
     if read_pidfile(config.pidfile).kind == "missing":
         return
     try:
-        lock = PidfileLock.acquire(config.pidfile)
-    except AlreadyLocked:
-        return  # somebody holds it: not ours to remove
-    except SvctlError:  # an insecure file: we never trust it, but removing it is safe
-        try:
-            os.unlink(config.pidfile)
-        except OSError:
-            pass
-        return
-    lock.remove()
+        lock = SupervisorLock.acquire(rundir.ensure(run_dir, config.name), config.pidfile)
+    except (AlreadyLocked, SvctlError):
+        return  # a supervisor is starting, or the PID file's directory is not root's: leave it
+    try:
+        from supervisor.unix.safefs import unlink_trusted
+
+        unlink_trusted(config.pidfile)
+    except OSError:
+        pass
+    finally:
+        lock.release()
 
 
 # ---- restart, reload and friends ---------------------------------------------------------------
@@ -263,11 +273,10 @@ def run(context, args: list[str]) -> int:
     configuration.ensure_paths_exist(config)
     rundir.ensure(context.run_dir, config.name)
     try:
-        lock = PidfileLock.acquire(config.pidfile)
+        lock = SupervisorLock.acquire(rundir.service_dir(context.run_dir, config.name), config.pidfile)
     except AlreadyLocked:
-        raise SvctlError(f"{config.name} is already supervised (PID file {config.pidfile} is locked)") from None
+        raise SvctlError(f"{config.name} is already supervised (its run directory is locked)") from None
     adopt = adoption(observe(config, context.run_dir))
-    lock.write(os.getpid())
     from supervisor.launch import supervise
 
     code = supervise(config, context.run_dir, lock, launcher_fd=None, adopt=adopt, console=sys.stderr.isatty())

@@ -68,6 +68,12 @@ def stamp(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
+def _hidden_reason() -> str:
+    from supervisor.unix.rundir import HIDDEN_REASON
+
+    return HIDDEN_REASON
+
+
 def details(config: configuration.ServiceConfig, obs: Observation) -> list[str]:
     machine, now, lines = obs.machine, time.time(), []
     if obs.supervisor:
@@ -90,6 +96,12 @@ def details(config: configuration.ServiceConfig, obs: Observation) -> list[str]:
     if retry and machine.get("state") in ("backoff", "gave-up"):
         lines.append(f"next retry: in {ago(retry - now)}")
     rejected = machine.get("rejected")
+    if isinstance(rejected, list) and len(rejected) == 2 and rejected[0] == _hidden_reason():
+        from supervisor.unix import rundir
+
+        private = rundir.read_private(obs.directory).get("rejected")  # root sees the reason itself
+        if isinstance(private, list) and len(private) == 2 and isinstance(private[0], str):
+            rejected = [private[0], rejected[1]]
     if isinstance(rejected, list) and len(rejected) == 2:
         at = moment({"at": rejected[1]}, "at")
         lines.append(f"config rejected: {rejected[0]}" + (f" (at {stamp(at)})" if at else ""))

@@ -46,9 +46,15 @@ class FailureHistory:
         self.streak = 0
 
 
-def decide(policy: BackoffPolicy, history: FailureHistory, started: float, now: float) -> RestartAt | GiveUp:
-    """Record an exit at ``now`` of a run that began at ``started`` and say what to do next."""
-    if now - started >= policy.min_uptime:
+def decide(policy: BackoffPolicy, history: FailureHistory, started: float, now: float,
+           ran: bool = True) -> RestartAt | GiveUp:
+    """Record an exit at ``now`` of a run that began at ``started`` and say what to do next.
+
+    RAN is False when the service could not even be spawned (fd limit, exec failure): that is
+    never a healthy run, whatever ``min_uptime`` says, so it always backs off instead of
+    retrying in a tight loop.
+    """
+    if ran and now - started >= policy.min_uptime:
         history.reset()
         return RestartAt(now, 0.0)
     history.streak += 1

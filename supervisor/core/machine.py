@@ -140,7 +140,7 @@ class Machine:
 
     def on_spawn_failed(self, event: ev.SpawnFailed, now: float) -> None:
         self.started_at = now
-        self.start_failed(event.reason, now)
+        self.start_failed(event.reason, now, ran=False)
 
     def on_ready(self, event: ev.Ready | ev.Timer, now: float) -> None:
         self.state, self.ready_at, self.stop_failed = State.RUNNING, now, None
@@ -171,7 +171,7 @@ class Machine:
             self.emit(ev.StopProbe(), ev.Log("not_ready", {"pid": self.pid, "reason": reason}))
             self.begin_stop("failed_start", now, pending=reason)
 
-    def start_failed(self, reason: str, now: float) -> None:
+    def start_failed(self, reason: str, now: float, ran: bool = True) -> None:
         self.pid = None
         self.last_exit, self.last_exit_at = reason, now
         self.emit(ev.Log("start_failed", {"attempt": self.attempt, "reason": reason}))
@@ -186,7 +186,7 @@ class Machine:
         else:
             if self.attempt == "rollback":
                 self.reply("reload", 1, f"reload failed ({reason}) and so did the rollback")
-            self.after_failure(now)
+            self.after_failure(now, ran)
 
     # ---- exits ------------------------------------------------------------------------------
 
@@ -213,8 +213,8 @@ class Machine:
             return
         self.after_failure(now)
 
-    def after_failure(self, now: float) -> None:
-        decision = decide(self.policy.backoff, self.history, self.started_at or now, now)
+    def after_failure(self, now: float, ran: bool = True) -> None:
+        decision = decide(self.policy.backoff, self.history, self.started_at or now, now, ran)
         if isinstance(decision, GiveUp):
             self.state, self.gave_up_reason, self.next_retry_at = State.GAVE_UP, decision.reason, decision.retry_at
             self.emit(ev.ArmTimer("retry", decision.retry_at),

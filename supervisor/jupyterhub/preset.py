@@ -6,6 +6,12 @@ next hub then either SIGKILLs whatever PID the stale pid file names (it only che
 0)``: PID reuse makes that an unrelated process) or, with the file gone, fails with 403/EADDRINUSE
 (docs/jupyterhub.md). So before each start svctl stops the orphan itself, but
 only once the PID's command line proves it is a proxy, and removes the stale pid files.
+
+The hub's config names those pid files, and the hub's user may write that config: so every file
+operation here is done with the credentials of the service's user when it is not root
+(userfiles.read_bytes_as / remove_as: a pid file pointed at a root-only file is then simply not
+removable), a proxy is signalled only if it runs as that same user, and for a hub that runs as
+root nothing is done unless root alone controls the config (docs/security.md, P1 and F2).
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ from dataclasses import dataclass
 import psutil
 
 from supervisor.config import ServiceConfig
-from supervisor.jupyterhub.pyconfig import UNKNOWN, ConfigFile, config_path_from_command, read_config
+from supervisor.jupyterhub.pyconfig import UNKNOWN, ConfigFile, config_path_from_command, parse_config
+from supervisor.unix import userfiles
+
+MAX_CONFIG_BYTES = 4 << 20
 
 PROXY_MARK = "configurable-http-proxy"
 DEFAULT_PROXY_PID_FILE = "jupyterhub-proxy.pid"  # JupyterHub's default, relative to the hub's cwd
@@ -49,14 +58,17 @@ def hub_files(config: ServiceConfig, hub_config: ConfigFile | None) -> HubFiles:
     )
 
 
-def _read_pid(path: str) -> int | None | str:
-    """The PID in PATH; None if there is no file; "garbage" if it holds no PID."""
+def _read_pid(path: str, actor: tuple[int, int] | None) -> int | None | str:
+    """The PID in PATH; None if there is no file; "garbage" if it holds no PID (or is no regular
+    file: a FIFO never blocks us, see userfiles)."""
     try:
-        with open(path, encoding="ascii", errors="replace") as handle:
-            text = handle.read(64).strip()
-    except FileNotFoundError:
+        raw = userfiles.read_bytes_as(actor, path, 64)
+    except OSError:
+        return "garbage"
+    if raw is None:
         return None
-    return int(text) if text.isdigit() and int(text) > 0 else "garbage"
+    text = raw.decode("ascii", "replace").strip()
+    return int(text) if text.isdigit() and 0 < int(text) < 1 << 22 else "garbage"
 
 
 def _cmdline(process: psutil.Process) -> str:
@@ -76,13 +88,12 @@ def _is_hub(process: psutil.Process) -> bool:
     return "jupyterhub" in head[:2] or head[1:3] == ["-m", "jupyterhub"]
 
 
-def _remove(path: str, why: str, lines: list[str]) -> None:
+def _remove(path: str, why: str, lines: list[str], actor: tuple[int, int] | None) -> None:
     try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return
+        if not userfiles.remove_as(actor, path):
+            return
     except OSError as exc:
-        lines.append(f"cannot remove {why} {path}: {exc.strerror}")
+        lines.append(f"cannot remove {why} {path}: {userfiles.describe(exc)}")
         return
     lines.append(f"removed {why} {path}")
 
@@ -119,12 +130,23 @@ def _stop(process: psutil.Process, term_timeout: float, lines: list[str]) -> Non
         lines.append(f"stopped orphaned configurable-http-proxy pid {process.pid} ({how})")
 
 
-def cleanup_proxy(path: str, lines: list[str], term_timeout: float = 5.0) -> None:
-    pid = _read_pid(path)
+def _runs_as(process: psutil.Process, actor: tuple[int, int] | None) -> bool:
+    """Whether PROCESS runs as the service's user (any process will do for a root hub)."""
+    if actor is None:
+        return True
+    try:
+        return process.uids().real == actor[0]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def cleanup_proxy(path: str, lines: list[str], term_timeout: float = 5.0,
+                  actor: tuple[int, int] | None = None) -> None:
+    pid = _read_pid(path, actor)
     if pid is None:
         return
     if pid == "garbage":
-        _remove(path, "unreadable proxy pid file", lines)
+        _remove(path, "unreadable proxy pid file", lines, actor)
         return
     assert isinstance(pid, int)
     try:
@@ -132,13 +154,15 @@ def cleanup_proxy(path: str, lines: list[str], term_timeout: float = 5.0) -> Non
         command = _cmdline(process)
         same_group = os.getpgid(pid) == os.getpgrp()
     except (psutil.NoSuchProcess, ProcessLookupError):
-        _remove(path, f"stale proxy pid file (pid {pid} is gone)", lines)
+        _remove(path, f"stale proxy pid file (pid {pid} is gone)", lines, actor)
         return
-    if PROXY_MARK not in command or pid == os.getpid() or same_group:
-        # PID reuse: the number now belongs to something else, which must survive; only the file goes.
+    if PROXY_MARK not in command or pid == os.getpid() or same_group or not _runs_as(process, actor):
+        # PID reuse (or a pid file written to point elsewhere): the number belongs to something
+        # else, which must survive; only the file goes.
         what = command or "unknown command"
-        lines.append(f"pid {pid} named by {path} is not an orphaned proxy ({what[:80]}); left it alone")
-        _remove(path, "stale proxy pid file", lines)
+        lines.append(f"pid {pid} named by {path} is not an orphaned proxy of this hub ({what[:80]}); "
+                     "left it alone")
+        _remove(path, "stale proxy pid file", lines, actor)
         return
     owner = _owned_by_live_hub(process)
     if owner is not None:
@@ -146,11 +170,11 @@ def cleanup_proxy(path: str, lines: list[str], term_timeout: float = 5.0) -> Non
                      "two hubs on one state directory break each other")
         return
     _stop(process, term_timeout, lines)
-    _remove(path, "proxy pid file", lines)
+    _remove(path, "proxy pid file", lines, actor)
 
 
-def cleanup_hub_pid_file(path: str, lines: list[str]) -> None:
-    pid = _read_pid(path)
+def cleanup_hub_pid_file(path: str, lines: list[str], actor: tuple[int, int] | None = None) -> None:
+    pid = _read_pid(path, actor)
     if pid is None:
         return
     if isinstance(pid, int):
@@ -160,21 +184,46 @@ def cleanup_hub_pid_file(path: str, lines: list[str]) -> None:
                 return
         except psutil.NoSuchProcess:
             pass
-    _remove(path, "stale hub pid file", lines)
+    _remove(path, "stale hub pid file", lines, actor)
+
+
+def service_actor(config: ServiceConfig) -> tuple[int, int] | None | str:
+    """Whose credentials the clean-up uses: (uid, gid) of a non-root service user, None for root,
+    or a one-line reason to do nothing (a root hub whose config someone else could change)."""
+    import pwd
+
+    from supervisor.unix.validate import runs_as_root
+
+    if not runs_as_root(config.user):
+        if os.geteuid() != 0:
+            return None  # svctl itself runs as that user (a private setup): its own rights already
+        entry = pwd.getpwnam(config.user)
+        return entry.pw_uid, entry.pw_gid
+    from supervisor.unix.trustchain import check_chain
+
+    config_path = config_path_from_command(config.command, config.working_directory)
+    reason = check_chain(config_path)
+    return f"not cleaning up after the hub: {reason}" if reason else None
 
 
 def cleanup_before_start(config: ServiceConfig, term_timeout: float = 5.0) -> list[str]:
     """Stop an orphaned proxy and clear stale pid files; returns what was done, one line each."""
     lines: list[str] = []
+    actor = service_actor(config)
+    if isinstance(actor, str):
+        return [actor]
     config_path = config_path_from_command(config.command, config.working_directory)
     try:
-        hub_config: ConfigFile | None = read_config(config_path)
+        raw = userfiles.read_bytes_as(actor, config_path, MAX_CONFIG_BYTES)
+        if raw is None:
+            raise FileNotFoundError(2, "No such file or directory")
+        hub_config: ConfigFile | None = parse_config(raw.decode("utf-8", "replace"), config_path)
     except OSError as exc:
         hub_config = None
-        lines.append(f"cannot read {config_path} ({exc.strerror}); assuming the default proxy pid file")
+        lines.append(f"cannot read {config_path} ({userfiles.describe(exc)}); assuming the default proxy pid file")
     files = hub_files(config, hub_config)
     if files.proxy_pid_file:
-        cleanup_proxy(files.proxy_pid_file, lines, term_timeout)
+        cleanup_proxy(files.proxy_pid_file, lines, term_timeout, actor)
     if files.hub_pid_file:
-        cleanup_hub_pid_file(files.hub_pid_file, lines)
+        cleanup_hub_pid_file(files.hub_pid_file, lines, actor)
     return lines

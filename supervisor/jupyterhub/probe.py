@@ -195,13 +195,38 @@ def singleuser_blocked(hub: ConfigFile, search_path: str) -> tuple[str, int] | N
 
 
 def jupyter_server_installed(config: ServiceConfig) -> bool | None:
+    """Can the hub's interpreter import jupyter_server? None when that can't be asked safely.
+
+    The interpreter comes from command[0]'s #! line, a file the service's user may control: it
+    runs as that user (like the hub itself), or, for a hub that runs as root, only when root alone
+    controls the interpreter and its path (docs/security.md X2): never someone's code as root.
+    """
     python = _interpreter(config.command[0])
     if python is None:
         return None
+    from supervisor.unix.validate import check_environment, runs_as_root
+
+    identity: dict = {}
+    if runs_as_root(config.user):
+        from supervisor.unix.trustchain import check_chain
+
+        if check_chain(python) or check_chain(config.command[0]):
+            return None
+        account = None
+    else:
+        import pwd
+
+        account = pwd.getpwnam(config.user)
+        if os.geteuid() == 0:
+            identity = {"user": account.pw_uid, "group": account.pw_gid,
+                        "extra_groups": os.getgrouplist(account.pw_name, account.pw_gid)}
+        elif os.geteuid() != account.pw_uid:
+            return None
     try:
         result = subprocess.run([python, "-c", "import importlib.util as u, sys; "
                                  "sys.exit(u.find_spec('jupyter_server') is None)"],
-                                capture_output=True, timeout=30, check=False)
+                                capture_output=True, timeout=30, check=False, cwd="/",
+                                env=check_environment(config, account, "/tmp"), **identity)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return result.returncode == 0

@@ -64,10 +64,17 @@ def parse_config(source: str, filename: str = "jupyterhub_config.py") -> ConfigF
     return ConfigFile(settings=reader.settings)
 
 
-def read_config(path: str) -> ConfigFile:
-    """parse_config on a file; OSError propagates so callers can say why the file is unreadable."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        return parse_config(handle.read(), path)
+def read_config(path: str, limit: int = 4 << 20) -> ConfigFile:
+    """parse_config on a file; OSError propagates so callers can say why the file is unreadable.
+
+    Read through userfiles (as whoever controls its directory; a FIFO or device is refused, never
+    waited on), at most LIMIT bytes: the hub's user may own this file."""
+    from supervisor.unix import userfiles
+
+    raw = userfiles.read_bytes(path, limit)
+    if raw is None:
+        raise FileNotFoundError(2, "No such file or directory", path)
+    return parse_config(raw.decode("utf-8", errors="replace"), path)
 
 
 def _dotted(node: ast.expr) -> str | None:

@@ -137,10 +137,19 @@ def _collect(pid: int, sock: socket.socket) -> tuple[int | None, bytes]:
 
 
 def _open_regular(path: str, flags: int, mode: int) -> int:
+    """The user's own single-link regular file: root will write to or read from this descriptor,
+    so a hard link the user made to someone else's file (which they may write: a 0666 file of
+    root's) is refused, like safefs.open_regular refuses it in-process."""
     fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    info = os.fstat(fd)
+    problem = None
+    if not stat.S_ISREG(info.st_mode):
+        problem = f"{path} is not a regular file"
+    elif info.st_nlink > 1 or info.st_uid != os.getuid():
+        problem = f"{path} has {info.st_nlink} links or belongs to uid {info.st_uid}; refusing it"
+    if problem:
         os.close(fd)
-        raise OSError(errno.EINVAL, f"{path} is not a regular file")
+        raise OSError(errno.EPERM, problem)
     os.set_blocking(fd, True)
     return fd
 
@@ -148,7 +157,10 @@ def _open_regular(path: str, flags: int, mode: int) -> int:
 def op_open_append(path: str, mode: int, make_dirs: bool) -> tuple[int, bytes]:
     if make_dirs:
         os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    return _open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, mode), b""
+    fd = _open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, mode)
+    if stat.S_IMODE(os.fstat(fd).st_mode) & ~mode:
+        os.fchmod(fd, mode)  # tightened by its owner: root never chmods a file it was handed
+    return fd, b""
 
 
 def op_open_read(path: str) -> tuple[int | None, bytes]:

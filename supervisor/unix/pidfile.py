@@ -1,11 +1,18 @@
-"""PID files that can't be fooled: locked while the supervisor lives, written atomically, read warily.
+"""The supervisor's lock, and the PID file it exports: one supervisor per service, whatever
+happens to the PID file.
 
-Writing (the supervisor): ``PidfileLock.acquire`` opens the file with O_NOFOLLOW and takes an
-``fcntl.flock`` *before* the process detaches, so "already running" reaches the caller; the kernel
-drops the lock when the holder dies, so a stale file never blocks a start. The PID is written to a
-locked temporary file that is renamed over the path, so readers never see a half-written file and
-the lock moves with it. python-daemon's ``DaemonContext(pidfile=...)`` hook calls ``__enter__``
-(write our PID after the fork) and ``__exit__`` (remove the file).
+The PID file is an interface for other tools (start-stop-daemon, status_of_proc, logrotate,
+monit), not the lock: they may delete it (``start-stop-daemon --remove-pidfile``, an operator's
+``rm``), and a lock on a deleted file protects nothing. So "is a supervisor running for NAME" is
+an ``fcntl.flock`` on ``RUN_DIR/NAME/lock``, a file only root can touch and nobody deletes.
+``SupervisorLock.acquire`` takes it *before* the process detaches, so "already running" reaches the
+caller; the kernel drops it when the holder dies, so nothing stale ever blocks a start.
+
+The PID file itself only ever appears whole: it is written to a locked temporary file that is
+renamed over the path (safefs.write_trusted), never created empty at its real name, so a reader
+sees no file, the old PID or the new one. python-daemon's ``DaemonContext(pidfile=...)`` hook
+calls ``__enter__`` (write our PID after the fork) and ``__exit__`` (remove the file, if it is
+still the one we wrote).
 
 Reading (everyone else): ``read_pidfile`` refuses symlinks, files not owned by root (or by the
 caller), group/world-writable files, files in directories others can write, and anything but one
@@ -14,7 +21,6 @@ decimal PID > 1. The caller decides what an untrusted file means (``status`` say
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 from collections import namedtuple
@@ -77,74 +83,69 @@ class AlreadyLocked(Exception):
     pass
 
 
-class PidfileLock:
-    """The flock-held PID file of a running supervisor."""
+LOCK = "lock"  # RUN_DIR/NAME/lock
+
+
+class SupervisorLock:
+    """Held by the one supervisor of a service for its whole life; it also writes the PID file."""
 
     def __init__(self, path: str, fd: int) -> None:
-        self.path = path
-        self.fd = fd
+        self.path = path  # the PID file
+        self.fd = fd  # the lock (RUN_DIR/NAME/lock)
+        self.pid_fd = -1  # the PID file we wrote last: removed at exit only if it is still that file
 
     @classmethod
-    def acquire(cls, path: str) -> PidfileLock:
-        """Lock PATH (creating it); AlreadyLocked if a live supervisor holds it."""
+    def acquire(cls, directory: str, pidfile: str) -> SupervisorLock:
+        """Lock DIRECTORY/lock (the run directory); AlreadyLocked if a live supervisor holds it.
+
+        Also refuses a PID file in a directory root does not alone control: it names the process
+        root signals on `stop`.
+        """
         try:
-            with safefs.locate(path) as place:
+            with safefs.locate(pidfile) as place:
                 if place.owner is not None:
                     raise safefs.UnsafePath(f"directory {place.controlled_from} belongs to uid {place.owner}; "
                                             f"fix: chown root {place.controlled_from}")
+            with safefs.locate(os.path.join(directory, LOCK)) as place:
+                if place.owner is not None:
+                    raise safefs.UnsafePath(f"run directory {directory} belongs to uid {place.owner}")
+                fd = safefs.open_regular(place, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
-            raise SvctlError(f"refusing to use the PID file {path}: {exc}", Exit.FAILED) from None
-        for _ in range(10):
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-            except OSError as exc:
-                reason = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
-                raise SvctlError(f"cannot open PID file {path}: {reason}", Exit.FAILED) from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise AlreadyLocked(path) from None
-            # the holder may have renamed a new file over the path between our open and flock
-            try:
-                same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                problem = insecure_reason(os.fstat(fd), "PID file", path)
-                if problem:
-                    os.close(fd)
-                    raise SvctlError(f"refusing to use the PID file: {problem} (remove it: rm {path})")
-                return cls(path, fd)
+            raise SvctlError(f"refusing to start a supervisor: {exc}", Exit.FAILED) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             os.close(fd)
-        raise SvctlError(f"cannot lock PID file {path}: it keeps being replaced", Exit.FAILED)
+            raise AlreadyLocked(directory) from None
+        return cls(pidfile, fd)
 
     def write(self, pid: int) -> None:
-        """Atomically replace the file's content with PID; the lock moves to the new inode.
-
-        The temporary file is locked before it is renamed into place, so there is no instant at
-        which the PID file exists unlocked.
-        """
+        """Atomically replace the PID file's content with PID (a locked temporary file renamed into
+        place, for tools that test the PID file with flock)."""
         fd = safefs.write_trusted(self.path, f"{pid}\n".encode(), 0o644,
                                   prepare=lambda fd: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB))
-        old, self.fd = self.fd, fd
-        os.close(old)
+        old, self.pid_fd = self.pid_fd, fd
+        if old >= 0:
+            os.close(old)
 
     def remove(self) -> None:
-        """Unlink the file if it is still ours, then drop the lock."""
-        try:
-            safefs.unlink_trusted(self.path, only_inode=os.fstat(self.fd).st_ino)
-        except OSError:
-            pass
+        """Unlink the PID file if it is still the one we wrote, then drop the lock."""
+        if self.pid_fd >= 0:
+            try:
+                safefs.unlink_trusted(self.path, only_inode=os.fstat(self.pid_fd).st_ino)
+            except OSError:
+                pass
         self.release()
 
     def release(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        """Close our descriptors (after a fork: the daemon's copies keep the lock)."""
+        for fd in (self.pid_fd, self.fd):
+            if fd >= 0:
+                os.close(fd)
+        self.fd = self.pid_fd = -1
 
     # python-daemon's pidfile protocol
-    def __enter__(self) -> PidfileLock:
+    def __enter__(self) -> SupervisorLock:
         self.write(os.getpid())
         return self
 

@@ -15,6 +15,9 @@ from supervisor.unix import safefs
 
 STATE = "state.json"
 SOCKET = "control.sock"
+PRIVATE = "private.json"  # 0600: what only root may see (a rejected check's reason)
+# what state.json says instead of a rejected check's reason when the config is not world-readable
+HIDDEN_REASON = "the check's reason is not shown to everyone: the config is not world-readable"
 IDENT = "supervisor.id"  # "PID START_TICKS BOOT_ID EXE": who the supervisor is, readable without json
 
 
@@ -43,6 +46,25 @@ def write_state(directory: str, state: dict) -> None:
     import json
 
     safefs.write_trusted(os.path.join(directory, STATE), json.dumps(state, separators=(",", ":")).encode(), 0o644)
+
+
+def write_private(directory: str, data: dict) -> None:
+    import json
+
+    safefs.write_trusted(os.path.join(directory, PRIVATE), json.dumps(data).encode(), 0o600)
+
+
+def read_private(directory: str) -> dict:
+    """private.json's content for root; {} for anyone else or when it is missing or unusable."""
+    if os.geteuid() != 0:
+        return {}
+    import json
+
+    try:
+        data = json.loads(safefs.read_trusted(os.path.join(directory, PRIVATE), "private state") or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def read_state(directory: str) -> tuple[dict | None, str | None]:

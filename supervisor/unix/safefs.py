@@ -57,13 +57,25 @@ def _trusted_owner(uid: int) -> bool:
     return uid == 0 or uid == os.geteuid()
 
 
-def judge_directory(info: os.stat_result, path: str) -> tuple[str, int | None]:
-    """("trusted", None), ("user", uid) for a directory that user alone controls, or raise UnsafePath."""
+def judge_directory(info: os.stat_result, path: str, last: bool = False) -> tuple[str, int | None]:
+    """("trusted", None), ("user", uid) for a directory that user alone controls, ("shared", None)
+    for a root-owned one where others may add entries, or raise UnsafePath.
+
+    Shared is a sticky root directory (/tmp) or, as the LAST directory only, a root-owned
+    group-writable one (Ubuntu's /var/log is root:syslog 0775). Root works in a shared directory
+    only on entries that are its own and have one link (see open_regular); further down a path,
+    a sticky directory is as good as trusted (nobody else can rename root's entries in it, and
+    the next directory is judged on its own), a group-writable one is refused.
+    """
     mode = info.st_mode
     others_write = mode & (stat.S_IWGRP | stat.S_IWOTH)
     if _trusted_owner(info.st_uid):
-        if not others_write or (mode & stat.S_ISVTX and info.st_uid == 0):
+        if not others_write:
             return "trusted", None
+        if mode & stat.S_ISVTX and info.st_uid == 0:
+            return ("shared" if last else "trusted"), None
+        if last and info.st_uid == 0 and not mode & stat.S_IWOTH:
+            return "shared", None
         who = "world-writable" if mode & stat.S_IWOTH else "group-writable"
         raise UnsafePath(f"directory {path} is {who} (mode {stat.S_IMODE(mode):04o}); fix: chmod go-w {path}")
     if others_write:
@@ -79,12 +91,13 @@ class Place:
     directly), else the uid/gid that controls it from ``controlled_from`` on (work as that user).
     """
 
-    __slots__ = ("fd", "directory", "name", "owner", "group", "controlled_from")
+    __slots__ = ("fd", "directory", "name", "owner", "group", "controlled_from", "shared")
 
     def __init__(self, fd: int, directory: str, name: str, owner: int | None, group: int | None,
-                 controlled_from: str | None) -> None:
+                 controlled_from: str | None, shared: bool = False) -> None:
         self.fd, self.directory, self.name = fd, directory, name
         self.owner, self.group, self.controlled_from = owner, group, controlled_from
+        self.shared = shared  # root's directory, but others may add entries (see judge_directory)
 
     @property
     def path(self) -> str:
@@ -122,6 +135,7 @@ def locate(path: str, *, create_dirs: bool = False, dir_mode: int = 0o755) -> Pl
     fd = os.open("/", _DIR_FLAGS)
     current, hops = "/", 0
     owner = group = controlled_from = None
+    shared = False
     try:
         judge_directory(os.fstat(fd), "/")
         pending = list(directories)
@@ -170,14 +184,15 @@ def locate(path: str, *, create_dirs: bool = False, dir_mode: int = 0o755) -> Pl
             fd, current = next_fd, next_path
             info = os.fstat(fd)
             if owner is None:
-                verdict, uid = judge_directory(info, current)
+                verdict, uid = judge_directory(info, current, last=not pending)
                 if verdict == "user":
                     owner, group, controlled_from = uid, info.st_gid, current
+                shared = verdict == "shared"
             elif info.st_uid not in (0, owner) or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
                 raise UnsafePath(f"directory {current} (under {controlled_from}, which uid {owner} controls) "
                                  f"is owned by uid {info.st_uid} or writable by others; refusing; "
                                  f"fix: chmod go-w {current}")
-        return Place(fd, current, name, owner, group, controlled_from)
+        return Place(fd, current, name, owner, group, controlled_from, shared and owner is None)
     except BaseException:
         os.close(fd)
         raise
@@ -199,6 +214,10 @@ def open_regular(place: Place, flags: int, mode: int = 0o600) -> int:
             # a hard link planted by the directory's owner to a file of someone else's
             raise UnsafePath(f"{place.path} has {info.st_nlink} links or a foreign owner (uid {info.st_uid}); "
                              "refusing it", errno.EPERM)
+        if place.shared and (info.st_nlink > 1 or not _trusted_owner(info.st_uid)):
+            # in /tmp or a group-writable /var/log, others may have put this entry there
+            raise UnsafePath(f"{place.path} (in {place.directory}, where others may add entries) has "
+                             f"{info.st_nlink} links or belongs to uid {info.st_uid}; refusing it", errno.EPERM)
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
@@ -298,6 +317,9 @@ def write_trusted(path: str, data: bytes, mode: int = 0o644, uid: int = -1, gid:
         if place.owner is not None:
             raise UnsafePath(f"refusing to write {path}: directory {place.controlled_from} belongs to "
                              f"uid {place.owner}; fix: chown root {place.controlled_from}")
+        if place.shared:
+            raise UnsafePath(f"refusing to write {path}: others may add entries to {place.directory}; "
+                             f"fix: chmod go-w {place.directory}, or use a directory of root's")
         return write_in(place, data, mode, uid, gid, prepare)
 
 

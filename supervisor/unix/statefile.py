@@ -134,3 +134,34 @@ class StateFile:
         if self.dir_fd >= 0:
             os.close(self.dir_fd)
             self.dir_fd = -1
+
+
+class PrivateReasons:
+    """A rejected check's reason quotes the config (`nginx -t` prints the offending line), and a
+    config that is not world-readable may hold secrets that are not `environment` values: then
+    state.json (world-readable) gets HIDDEN_REASON, and the reason goes to the root-only
+    private.json, which `svctl status` shows to root (docs/security.md S2)."""
+
+    def __init__(self, config, directory: str) -> None:
+        self.config, self.directory = config, directory
+        self.written: str | None = None
+
+    def is_private(self) -> bool:
+        import stat
+
+        for path in (self.config.path, *self.config.watch):
+            try:
+                if not os.stat(path).st_mode & stat.S_IROTH:
+                    return True
+            except OSError:
+                return True  # unknown: the safe answer
+        return False
+
+    def publish(self, rejected: list | None) -> list | None:
+        """REJECTED as state.json may show it; writes private.json when the reason changed."""
+        if not rejected or not self.is_private():
+            return rejected
+        if rejected[0] != self.written:
+            rundir.write_private(self.directory, {"rejected": rejected})
+            self.written = rejected[0]
+        return [rundir.HIDDEN_REASON, rejected[1]]

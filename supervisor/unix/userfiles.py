@@ -61,6 +61,29 @@ def read_bytes(path: str, limit: int = 1 << 20) -> bytes | None:
         os.close(fd)
 
 
+def read_bytes_as(owner: tuple[int, int] | None, path: str, limit: int = 1 << 20) -> bytes | None:
+    """Like read_bytes, but always with OWNER's (uid, gid) credentials when OWNER is given: for
+    paths that someone else *named* (a service user's config naming a pid file), where who
+    controls the named directory says nothing about who may act on it."""
+    if owner is None:
+        return read_bytes(path, limit)
+    fd, _ = asuser.run(owner[0], owner[1], asuser.op_open_read, path)
+    if fd is None:
+        return None
+    try:
+        return safefs._read_all(fd, limit)
+    finally:
+        os.close(fd)
+
+
+def remove_as(owner: tuple[int, int] | None, path: str) -> bool:
+    """Like remove, with OWNER's credentials when OWNER is given (see read_bytes_as)."""
+    if owner is None:
+        return remove(path)
+    _, payload = asuser.run(owner[0], owner[1], asuser.op_unlink, path)
+    return payload != b"absent"
+
+
 def replace(path: str, data: bytes, mode: int, uid: int = -1, gid: int = -1) -> None:
     """Atomically put DATA at PATH (a rollback). As the controlling user, the owner stays theirs."""
     place, owner = _place(path, create_dirs=False)

@@ -13,7 +13,7 @@ import pytest
 from conftest import IS_ROOT, poll_until
 from supervisor.unix.identity import (Identity, boot_id, identify, monotonic_start, process_group_alive,
                                       seconds_since_start, verify)
-from supervisor.unix.pidfile import AlreadyLocked, PidfileLock, read_pidfile
+from supervisor.unix.pidfile import AlreadyLocked, SupervisorLock, read_pidfile
 
 
 @pytest.fixture
@@ -138,24 +138,33 @@ def test_files_owned_by_another_user_are_insecure(tmp_path):
     assert read_pidfile(str(tmp_path / "x.pid")).kind == "insecure"
 
 
-def test_the_lock_is_exclusive_atomic_and_dies_with_its_holder(tmp_path):
+def test_the_lock_is_exclusive_and_dies_with_its_holder_whatever_happens_to_the_pid_file(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
     path = str(tmp_path / "x.pid")
-    lock = PidfileLock.acquire(path)
+    lock = SupervisorLock.acquire(str(run), path)
+    assert not os.path.exists(path), "no PID file until the supervisor writes one, never an empty one"
     lock.write(4242)
     assert read_pidfile(path) == ("ok", 4242, "")
     assert oct(os.stat(path).st_mode & 0o777) == "0o644"
+    os.unlink(path)  # start-stop-daemon --remove-pidfile, an operator's rm
     with pytest.raises(AlreadyLocked):
-        PidfileLock.acquire(path)  # the lock moved with the rename to the new inode
-    lock.release()  # what the kernel does when the holder dies
-    again = PidfileLock.acquire(path)
-    again.remove()
-    assert not os.path.exists(path)
+        SupervisorLock.acquire(str(run), path)  # the lock is the run directory's, not the PID file's
+    lock.write(4242)
+    os.replace(path, path + ".moved")
+    write(tmp_path / "x.pid", "999\n")  # someone else's file under the name
+    lock.remove()
+    assert (tmp_path / "x.pid").read_text() == "999\n", "only the file we wrote is ours to remove"
+    again = SupervisorLock.acquire(str(run), path)  # the holder is gone: the kernel dropped the lock
+    again.release()
 
 
 def test_a_symlinked_pid_file_is_never_written_through(tmp_path):
     target = tmp_path / "victim"
     target.write_text("precious")
     os.symlink(target, tmp_path / "x.pid")
-    with pytest.raises(Exception, match="symbolic link"):
-        PidfileLock.acquire(str(tmp_path / "x.pid"))
+    (tmp_path / "run").mkdir()
+    lock = SupervisorLock.acquire(str(tmp_path / "run"), str(tmp_path / "x.pid"))
+    lock.write(4242)  # replaces the link itself, atomically
+    lock.remove()
     assert target.read_text() == "precious"

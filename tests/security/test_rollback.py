@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import IS_ROOT, SERVICE, alive, poll_until
+from conftest import IS_ROOT, alive, poll_until
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="needs root: the attacker is nobody")
 
@@ -147,7 +147,9 @@ def test_a_fifo_at_the_watched_path_is_rejected_and_stop_still_returns(sandbox):
     conf.write_text("a = 1\n")
     os.chown(confdir, nobody.pw_uid, nobody.pw_gid)
     os.chown(conf, nobody.pw_uid, nobody.pw_gid)
-    sandbox.service("demo", command=[SYSTEM_PYTHON, SERVICE], user="nobody", watch=[str(conf)],
+    # not tests/children/service.py: nobody may not be able to read the checkout (a 0700 clone)
+    sandbox.service("demo", command=[SYSTEM_PYTHON, "-c", "import time; time.sleep(1000)"], user="nobody",
+                    watch=[str(conf)],
                     stop="TERM/1/KILL/1")
     assert sandbox.cli("start", "demo").returncode == 0
     service = sandbox.service_pid()

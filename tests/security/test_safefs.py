@@ -7,6 +7,7 @@ import os
 import pwd
 import shutil
 import signal
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -158,3 +159,31 @@ def test_stopped_helper_costs_a_bounded_wait(base, monkeypatch):
     with pytest.raises(asuser.AsUserError, match="no answer"):
         asuser.run(NOBODY.pw_uid, NOBODY.pw_gid, freeze)
     assert time.monotonic() - started < 3
+
+
+def test_a_hard_link_planted_as_the_log_is_neither_written_nor_chmodded(base):
+    """nobody links a root-owned 0666 file into their own log directory under the events name."""
+    victim = base / "shared-0666"
+    victim.write_text("root's\n")
+    victim.chmod(0o666)
+    os.link(victim, base / "user" / "events.json")  # what protected_hardlinks lets nobody do to a 0666 file
+    with pytest.raises(OSError, match="links"):
+        userfiles.open_append(str(base / "user" / "events.json"), 0o600)
+    assert victim.read_text() == "root's\n" and stat.S_IMODE(victim.stat().st_mode) == 0o666
+
+
+def test_a_group_writable_root_log_directory_works_but_only_for_roots_own_files(base):
+    """Ubuntu's /var/log is root:syslog 0775: logs go there, planted entries are refused."""
+    logs = base / "varlog"
+    logs.mkdir()
+    os.chown(logs, 0, 4)  # group adm
+    logs.chmod(0o775)
+    fd = userfiles.open_append(str(logs / "demo.log"))
+    os.close(fd)
+    assert (logs / "demo.log").stat().st_uid == 0
+    (logs / "other.log").write_text("x")
+    os.chown(logs / "other.log", 65534, 4)  # an entry a group member made
+    with pytest.raises(safefs.UnsafePath):
+        userfiles.open_append(str(logs / "other.log"))
+    with pytest.raises(safefs.UnsafePath, match="others may add entries"):
+        safefs.write_trusted(str(logs / "demo.pid"), b"1\n", 0o644)

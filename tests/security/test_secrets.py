@@ -66,3 +66,27 @@ def test_canary_secret_leaks_nowhere(sandbox, tmp_path):
     # and the proof that the canary went where it should: the service's own environment, the
     # root-only events file (redacted) and the 0600 service file
     assert CANARY in path.read_text()
+
+
+def test_a_rejected_reason_quoting_a_private_config_is_shown_to_root_only(sandbox):
+    """Validators quote the offending line (`nginx -t`, `sshd -t`): from a 0600 config, that line
+    may hold a secret that is no `environment` value."""
+    conf = sandbox.base / "app.conf"
+    conf.write_text("good\n")
+    conf.chmod(0o600)
+    sandbox.service("demo", watch=[str(conf)],
+                    check=["/bin/sh", "-c", 'if grep -q bad "$0"; then echo "error: bad line: $(cat "$0")"; exit 1; fi',
+                           str(conf)])
+    assert sandbox.cli("start", "demo").returncode == 0
+    try:
+        conf.write_text(f"bad token={CANARY}\n")
+        assert sandbox.cli("reload", "demo").returncode == 6
+        state = (sandbox.run / "svctl" / "demo" / "state.json").read_text()
+        assert CANARY not in state
+        as_root = sandbox.cli("status", "demo")
+        assert CANARY in as_root.stdout, "root still sees the whole reason"
+        as_nobody = sandbox.cli("status", "demo", user="nobody")
+        assert CANARY not in as_nobody.stdout + as_nobody.stderr
+        assert "not shown to everyone" in as_nobody.stdout
+    finally:
+        assert sandbox.cli("stop", "demo").returncode == 0

@@ -32,3 +32,13 @@ def test_failures_outside_the_window_do_not_count():
     history = FailureHistory()
     for t in (100.0, 120.0, 140.0, 160.0, 180.0, 200.0):
         assert isinstance(decide(POLICY, history, started=t - 0.1, now=t), RestartAt)
+
+
+def test_a_spawn_that_failed_always_backs_off_even_with_min_uptime_zero():
+    """No tight loop when the service cannot even be spawned (the fd limit, say)."""
+    policy = BackoffPolicy(min_uptime=0.0, initial=0.1, maximum=1.0, give_up_after=0)
+    history = FailureHistory()
+    first = decide(policy, history, 10.0, 10.0, ran=False)
+    second = decide(policy, history, 10.1, 10.1, ran=False)
+    assert (first.delay, second.delay) == (0.1, 0.2)
+    assert decide(policy, history, 11.0, 11.0).delay == 0.0  # a run that happened resets it

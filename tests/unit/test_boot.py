@@ -133,7 +133,10 @@ def test_shim_after_svctl_was_removed_does_nothing_and_says_status_unknown(tmp_p
     config = sleeper()
     shim = tmp_path / "sleeper"
     shim.write_text(boot.render_initd(config, str(tmp_path / "gone" / "svctl"), "/etc/svctl", "/run/svctl").text)
-    run = lambda verb: subprocess.run(["sh", str(shim), verb], capture_output=True, text=True, timeout=10)
+
+    def run(verb: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["sh", str(shim), verb], capture_output=True, text=True, timeout=10)
+
     status = run("status")
     assert status.returncode == 4 and "not installed" in status.stderr
     for verb in ("start", "stop", "restart", "reload", "force-reload"):
