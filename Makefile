@@ -25,7 +25,7 @@ venv: $(VENV)/.installed
 
 # The whole suite, end-to-end JupyterHub tests included (they need jupyterhub and the proxy installed).
 test: venv jupyterhub-deps
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -rs $(PYTEST_ARGS)  # -rs: CI runs as root and must show why anything skipped
 
 test-unit: venv
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)

@@ -18,7 +18,8 @@ SCHEDULE = "TERM/30/KILL/5"
 
 
 def run_metric(
-    ctx, metric: str, schedule: str, ignore_term: bool, n: int, subtract_ms: float = 0.0, floor: bool = True
+    ctx, metric: str, schedule: str, ignore_term: bool, n: int, subtract_ms: float = 0.0, floor: bool = True,
+    kill_metric: str = "overshoot_kill",
 ) -> None:
     trials = {}
 
@@ -104,7 +105,7 @@ def run_metric(
                 if value is None:
                     ctx.note(f"{metric} {name}: SIGTERM or exit of the child not observed")
                 else:
-                    ctx.record("overshoot_kill", name, [value])
+                    ctx.record(kill_metric, name, [value])
             time.sleep(0.05)
         ctx.log(
             f"  {metric} round {i + 1}/{n}: "

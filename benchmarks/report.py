@@ -17,6 +17,13 @@ METRICS: dict[str, tuple[str, str | None, list[str]]] = {
         None,
         ["svctl", "start-stop-daemon", "supervisorctl"],
     ),
+    "lateness_kill": (
+        "KILL lateness: SIGTERM→child gone − 30 s (TERM-ignoring, TERM/30/KILL/5)",
+        None,
+        ["svctl", "start-stop-daemon", "supervisorctl"],
+    ),
+    "lateness": ("KILL lateness: command wall − 30 s (same trials)", None, ["svctl", "start-stop-daemon",
+                                                                             "supervisorctl"]),
     "overshoot": (
         "stop overshoot: command wall − 2 s (same trials)",
         None,
@@ -212,6 +219,14 @@ def targets(data) -> list[tuple[str, str, str]]:
             "stop overshoot beyond 2 s ≤ 20 ms (whole `svctl stop` command)",
             f"{_fmt(ovc)} ms",
             verdict(None if ovc is None else ovc <= 20),
+        )
+    )
+    late = med("lateness_kill", "svctl")
+    out.append(
+        (
+            "KILL lateness at TERM/30/KILL/5 ≤ 5 ms (SIGTERM → child gone − 30 s)",
+            f"{_fmt(late)} ms",
+            verdict(None if late is None else late <= 5),
         )
     )
     stat = med("status", "svctl")

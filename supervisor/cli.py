@@ -43,7 +43,7 @@ VERBS: dict[str, tuple[str, str, str, dict[str, str | None]]] = {
     "try-restart": ("lifecycle", "try_restart", "NAME", NAME_ONLY),
     "reload": ("lifecycle", "reload", "NAME", NAME_ONLY),
     "force-reload": ("lifecycle", "force_reload", "NAME", NAME_ONLY),
-    "status": ("status", "status", "NAME [--json]", {"--json": None}),
+    "status": ("status", "status", "NAME [--json] [--lines N]", {"--json": None, "--lines": "N"}),
     "run": ("lifecycle", "run", "NAME", NAME_ONLY),
     "logs": ("status", "logs", "NAME [-f] [-n LINES]", {"-f": None, "-n": "LINES"}),
     "reopen-logs": ("lifecycle", "reopen_logs", "NAME", NAME_ONLY),

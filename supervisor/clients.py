@@ -82,7 +82,15 @@ class Requests:
             control.send_reply(connection, 1 if problem else 0, f"logs not reopened: {problem}" if problem
                                else "logs reopened")
         else:
-            self.events.append(ev.Stop(connection) if command == "stop" else ev.Reload(connection, "cli"))
+            self.events.append(ev.Stop(connection) if command == "stop" else self.reload_request(connection, "cli"))
+
+    def reload_request(self, token, source: str) -> ev.Reload:
+        """Every reload first reopens the log files (logrotate's postrotate `reload`), and says
+        whether the watched files still hold what the service runs on (then nothing restarts)."""
+        self.reopen_logs()
+        unchanged = self.reloader is not None and bool(self.guarded("comparing the watched files",
+                                                                      self.reloader.unchanged))
+        return ev.Reload(token, source, unchanged)
 
     def repair_pidfile(self) -> None:
         """`start` on a running service also restores a PID file someone damaged (garbage, 0666)."""

@@ -27,6 +27,7 @@ class ConfigReloader:
         self.judged: dict | None = None  # the watched files' bytes as the running check began
         # What the next SaveGood may promote, why it may not, and whether the service was spawned on it
         self.candidate: dict | None = None
+        self.running: dict | None = None  # the watched files' bytes at the last initial/reload spawn
         self.candidate_problem: str | None = None
         self.candidate_spawned = False
 
@@ -58,7 +59,18 @@ class ConfigReloader:
             return None, None  # touched or rewritten with identical content
         self.watcher.accept()  # the new content is being tried: don't trigger on it again
         self.log.event("config_changed", paths=changed)
-        return ev.Reload(source="watch"), None
+        return ev.Reload(source="watch", unchanged=self.unchanged()), None
+
+    def unchanged(self) -> bool:
+        """Do the watched files hold exactly the bytes the running service was started on?"""
+        if not self.config.watch or self.running is None:
+            return False
+        from supervisor.unix import snapshots
+
+        try:
+            return not snapshots.changed_paths(self.running, snapshots.capture(self.config.watch))
+        except OSError:
+            return False
 
     # ---- validation -------------------------------------------------------------------------
 
@@ -146,14 +158,17 @@ class ConfigReloader:
             return
         if attempt not in ("initial", "reload"):  # restarts and rollbacks are never promoted
             self.promote_next(None)
+            if attempt == "rollback":
+                self.running = None  # the restored files: not known here, so never "unchanged"
             return
         from supervisor.unix import snapshots
 
         try:
             on_disk = snapshots.capture(self.config.watch)
         except OSError as exc:  # SnapshotError: nothing we could read is promoted
-            self.candidate, self.candidate_problem = None, str(exc)
+            self.candidate, self.candidate_problem, self.running = None, str(exc), None
         else:
+            self.running = on_disk
             if attempt == "initial":
                 self.promote_next(on_disk)
             elif self.candidate_problem is None:

@@ -25,6 +25,7 @@ from supervisor.clients import Requests
 from supervisor.config import ServiceConfig
 from supervisor.core import events as ev
 from supervisor.core.backoff import BackoffPolicy
+from supervisor.core.deadline import sleep_for, stop_lead
 from supervisor.core.machine import IllegalTransition, Machine, Policy
 from supervisor.faults import Faults, Guard, describe
 from supervisor.log import EventLog, redact, secrets_of
@@ -97,8 +98,8 @@ class Runtime(Guard, Requests):
         self.process()
         while self.exit_code is None:
             deadline = min(self.timers.values(), default=None)
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            self.dispatch(timeout)
+            # a long wait is split so that the kernel's timer slack can't make a deadline late
+            self.dispatch(sleep_for(None if deadline is None else deadline - time.monotonic()))
             self.fire_timers()
             self.process()
             if self.faults.changed:  # a new problem at once, a counter that moved within a second
@@ -179,7 +180,7 @@ class Runtime(Guard, Requests):
         elif number in (signal.SIGTERM, signal.SIGINT):
             self.events.append(ev.Stop())
         elif number == signal.SIGHUP:
-            self.events.append(ev.Reload(source="signal"))
+            self.events.append(self.reload_request(None, "signal"))
         elif number == signal.SIGUSR1:
             self.reopen_logs()
         elif number == WATCH_BYTE and self.reloader is not None:
@@ -240,7 +241,7 @@ class Runtime(Guard, Requests):
             case ev.Signal(signal=number, group=group):
                 self.send(number, group)
             case ev.ArmTimer(name=name, at=at):
-                self.timers[name] = at
+                self.timers[name] = at - stop_lead(at - time.monotonic()) if name == "stop" else at
             case ev.CancelTimer(name=name):
                 self.timers.pop(name, None)
             case ev.StartProbe():

@@ -34,7 +34,9 @@ def decide(obs: Observation) -> tuple[int, str, list[str]]:
         return Status.UNKNOWN, (f"status unknown: PID file names pid {obs.pidfile.pid}, "
                                 f"but the supervisor is pid {obs.supervisor.pid}"), warnings
     if obs.supervised:
-        if obs.pidfile.kind == "missing":
+        if state == "stopped":  # a clean stop, its supervisor on the way out: not a crash
+            return Status.NOT_RUNNING, "is not running (stopped)", warnings
+        if obs.pidfile.kind == "missing" and state != "starting":  # (starting: not written yet)
             warnings.append("the PID file is missing (was it deleted?)")
         if state in UP_STATES:
             return Status.RUNNING, "is running" if state == "running" else f"is {state}", warnings
@@ -125,7 +127,11 @@ def status(context, args: list[str]) -> int:
     config = configuration.load(name, context.config_dir, state=state_read[0], for_display=True)
     obs = observe(config, context.run_dir, state_read)
     code, headline, warnings = decide(obs)
-    output = tail(config.log_file, 10)
+    # The log tail is for a person at a terminal (or asked for): init scripts, `service
+    # --status-all` and monitoring grep status output, and a log line saying "usage" or "failed"
+    # must not change their verdict.
+    wanted = options.number("--lines", 10 if sys.stdout.isatty() else 0, 0, 1000)
+    output = tail(config.log_file, max(wanted, 10)) if options.flag("--json") or wanted else []
     if options.flag("--json"):
         text = json.dumps({
             "name": name, "code": code, "status": headline, "warnings": warnings,
@@ -143,8 +149,8 @@ def status(context, args: list[str]) -> int:
         lines = [f"{name} {headline}{pid + ')' if pid else ''}"]
         lines += [f"  {line}" for line in details(config, obs)]
         lines += [f"  warning: {warning}" for warning in warnings]
-        if output and code != Status.NOT_RUNNING:
-            lines += [f"  last output ({config.log_file}):", *(f"    {line}" for line in output)]
+        if output and code != Status.NOT_RUNNING and wanted:
+            lines += [f"  last output ({config.log_file}):", *(f"    {line}" for line in output[-wanted:])]
         text = "\n".join(lines)
     try:
         print(text)

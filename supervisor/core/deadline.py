@@ -21,3 +21,14 @@ def sleep_for(remaining: float | None) -> float | None:
     if remaining <= SHORT:
         return max(0.0, remaining)
     return remaining - min(MAX_EARLY, max(remaining * SLACK_FRACTION, 0.002))
+
+
+def stop_lead(wait: float) -> float:
+    """How much earlier than its nominal end a stop-schedule wait fires: up to 15 ms (1 %).
+
+    `start-stop-daemon --stop --retry=TERM/30/KILL/5 --pidfile` (the seed's init script) runs the
+    same schedule against the supervisor that the supervisor runs against the service, starting a
+    moment earlier: were the supervisor's KILL on time to the millisecond, s-s-d's KILL would still
+    reach the supervisor first and leave a TERM-ignoring service running unsupervised.
+    """
+    return min(0.015, max(0.0, wait) * 0.01)

@@ -38,6 +38,7 @@ class Stop:
 class Reload:
     token: Any = None
     source: str = "signal"  # signal | cli | watch
+    unchanged: bool = False  # the watched files hold exactly the bytes the service was started on
 
 
 @dataclass(frozen=True)

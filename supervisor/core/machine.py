@@ -328,6 +328,12 @@ class Machine:
     # ---- reload -----------------------------------------------------------------------------
 
     def on_reload(self, event: ev.Reload, now: float) -> None:
+        if event.unchanged and self.policy.reload_signal is None and not self.checking:
+            # a restart would only cost an outage: the service already runs on these bytes (a
+            # logrotate postrotate reload, or a rejected edit put back as it was)
+            self.rejected = None
+            self.emit(ev.Log("reload_unchanged", {"source": event.source}))
+            return self.emit(ev.Reply(event.token, 0, "unchanged: the service already runs this config"))
         self.wait_for("reload", event.token)
         self.emit(ev.Log("reload_requested", {"source": event.source}))
         if self.checking:

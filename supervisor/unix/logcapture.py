@@ -89,7 +89,9 @@ class LogCapture:
         if self.file_fd < 0 and (time.monotonic() < self.retry_at or self.reopen() is not None):
             return self.drop(len(data), None)
         if self.max_bytes and self.size + len(data) > self.max_bytes and self.size > 0:
-            self.rotate()
+            self.refresh_size()  # logrotate's copytruncate may have emptied it behind our back
+            if self.size + len(data) > self.max_bytes and self.size > 0:
+                self.rotate()
         done = 0
         try:
             done = os.write(self.file_fd, data)
@@ -101,6 +103,12 @@ class LogCapture:
         self.size += done
         if self.failure is not None:
             self.recovered()
+
+    def refresh_size(self) -> None:
+        try:
+            self.size = os.fstat(self.file_fd).st_size
+        except OSError:
+            pass
 
     def drop(self, count: int, exc: OSError | None) -> None:
         """Output that can't be written is dropped, counted, and shown; the first time, logged."""

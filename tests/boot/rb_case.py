@@ -31,6 +31,8 @@ SERVICES = {
     STUBBORN: {"stop": "TERM/2/KILL/2", "args": ["--ignore-term"], "extra": "start_seconds = 1\n"},
 }
 KILL_AFTER = 2.0  # the TERM/2/KILL/2 schedule's wait
+# Past systemd's default start limit (5 starts in 10 s) for a unit restarting every second.
+SETTLE_SECONDS = 8.0
 VERSIONS = ["svctl", "python3", "python3-daemon", "python3-lockfile", "python3-psutil",
             "python3-structlog", "python3-watchdog", "python3-cryptography", "systemd", "sysvinit-core"]
 HTTP_GET = ("import sys, urllib.request; "
@@ -307,9 +309,22 @@ class Case:
             self.check("removed", f"service {name} status exits {want} ({why}), never 0 (exit {result.code})",
                        result.code == want, result.tail(5))
             if self.init == "systemd":
-                failed = container.nsenter("systemctl", "is-failed", "--quiet", f"{name}.service")
-                self.check("removed", f"{name}.service is not failed", not failed.ok,
-                           container.nsenter("systemctl", "status", "--no-pager", "-n", "5", name).out)
+                # Not failed *yet* is not enough: Restart=on-failure keeps a unit whose ExecStart is
+                # gone in "activating (auto-restart)" until the start limit fails it, seconds later.
+                shown = container.nsenter("systemctl", "show", "-p", "ActiveState,ConditionResult,NRestarts",
+                                          f"{name}.service")
+                props = dict(line.split("=", 1) for line in shown.out.splitlines() if "=" in line)
+                self.check("removed", f"{name}.service skipped by its condition (inactive, "
+                           "ConditionResult=no, NRestarts=0)",
+                           props == {"ActiveState": "inactive", "ConditionResult": "no", "NRestarts": "0"},
+                           shown.out + container.nsenter("systemctl", "status", "--no-pager", "-n", "5", name).out)
+        if self.init == "systemd":
+            while container.elapsed() < SETTLE_SECONDS:
+                time.sleep(0.2)
+            state = container.nsenter("systemctl", "is-system-running").out.strip()
+            failed = container.nsenter("systemctl", "--failed", "--no-legend", "--plain").out.strip()
+            self.check("removed", f"is-system-running still {state} {SETTLE_SECONDS:.0f} s after boot "
+                       "(wanted running)", state == "running", f"failed units:\n{failed}")
 
     def console_checks(self, console: Path, stage: str) -> None:
         """The shims' lines in the boot console: nothing that reads like an error."""

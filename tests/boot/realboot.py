@@ -107,6 +107,10 @@ def summary(cases: list[Case]) -> str:
                  "up = service status 0 + HTTP, ready = is-system-running / rc done; shutdown = "
                  "poweroff request to nspawn exit)")
     for case in cases:
+        if case.versions:
+            lines.append(f"{case.label}: " + ", ".join(
+                f"{package.removeprefix('python3-')} {version}" for package, version in case.versions.items()))
+    for case in cases:
         for check in case.failed:
             lines.append(f"FAILED {case.label} [{check.stage}] {check.name}")
             lines += [f"    {line}" for line in check.detail.splitlines()[:25]]

@@ -173,9 +173,13 @@ def test_cli_reload_reports_the_outcome(sandbox):
     hub.write("first")
     assert sandbox.cli("start", "demo").returncode == 0
     pid = hub.pid()
+    unchanged = sandbox.cli("reload", "demo")  # logrotate's postrotate: the config is what runs
+    assert unchanged.returncode == 0 and "unchanged" in unchanged.stdout
+    assert hub.pid() == pid, "identical bytes restart nothing"
+    hub.write("second")
     result = sandbox.cli("reload", "demo")
     assert result.returncode == 0 and "reloaded" in result.stdout
-    assert hub.pid() != pid and hub.message() == "first"
+    assert hub.pid() != pid and hub.message() == "second"
     assert sandbox.cli("stop", "demo").returncode == 0
     assert sandbox.cli("reload", "demo").returncode == 7
 
