@@ -257,9 +257,9 @@ def reopen_logs(context, args: list[str]) -> int:
     config, _ = load(context, args, "reopen-logs")
     require_privilege(config, context.run_dir, "reopen-logs")
     obs = observe(config, context.run_dir)
-    if not obs.supervised:
-        print(f"svctl: {config.name}: not running", file=sys.stderr)
-        return Exit.NOT_RUNNING
+    if not obs.supervised:  # logrotate's postrotate on a stopped service: nothing is open, all is well
+        say(config, "not running; no log file is open")
+        return Exit.OK
     return ask(config, obs, "reopen-logs", timeout=10)
 
 

@@ -170,3 +170,10 @@ def test_service_status_all_shows_a_running_service_whose_log_says_usage(sandbox
                              capture_output=True, text=True, env=CLIENT_PATH, timeout=60)
     assert sandbox.cli("stop", "demo").returncode == 0
     assert "[ + ]  demo" in listing.stdout, listing.stdout + listing.stderr
+
+
+def test_reopen_logs_on_a_stopped_service_is_success(sandbox):
+    """logrotate's postrotate runs whether or not the service is up; without `|| true` too."""
+    sandbox.service("demo")
+    result = sandbox.cli("reopen-logs", "demo")
+    assert result.returncode == 0 and "not running" in result.stdout, result.stderr
