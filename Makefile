@@ -14,6 +14,7 @@ help:
 	@echo "make lint   static checks"
 	@echo "make bench  benchmarks against supervisord and start-stop-daemon"
 	@echo "make deb    build the Debian package"
+	@echo "make test-boot  the package under real sysvinit and systemd boots (root; systemd-nspawn)"
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON3) -m venv $(VENV)

@@ -129,7 +129,9 @@ def test_status_json_and_text(sandbox):
     assert sandbox.cli("start", "demo").returncode == 0
     text = sandbox.cli("status", "demo")
     assert text.returncode == 0 and text.stdout.startswith(f"demo is running (pid {sandbox.service_pid()}, up ")
-    assert "tick" in text.stdout  # the last lines of output
+    assert "tick" not in text.stdout  # no terminal: the status lines only (scripts grep them)
+    tail = sandbox.cli("status", "demo", "--lines", "3")
+    assert tail.stdout.count("tick") == 3  # the last lines of output, when asked for
     report = json.loads(sandbox.cli("status", "demo", "--json").stdout)
     assert report["code"] == 0 and report["machine"]["state"] == "running"
     assert report["supervisor_pid"] == sandbox.supervisor_pid() and report["service_pid"] == sandbox.service_pid()
