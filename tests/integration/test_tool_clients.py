@@ -177,3 +177,33 @@ def test_reopen_logs_on_a_stopped_service_is_success(sandbox):
     sandbox.service("demo")
     result = sandbox.cli("reopen-logs", "demo")
     assert result.returncode == 0 and "not running" in result.stdout, result.stderr
+
+
+def test_start_stop_daemon_remove_pidfile_then_start_gives_no_second_instance(sandbox):
+    """`start-stop-daemon --stop --remove-pidfile` without --retry: TERM to the supervisor and the
+    PID file gone at once, while the supervisor is still stopping its service. A start right after
+    must not add a second supervisor next to the one still on its way out."""
+    needs("start-stop-daemon")
+    tag = f"--tag={sandbox.base.name}"
+    sandbox.service("demo", command=[PYTHON, SERVICE, tag, "--ignore-term"], stop="TERM/1/KILL/1")
+    assert sandbox.cli("start", "demo").returncode == 0
+    supervisor = sandbox.supervisor_pid()
+    reaper = Reaper(supervisor)
+    try:
+        stopped = subprocess.run(["start-stop-daemon", "--stop", "--remove-pidfile", "--pidfile",
+                                  str(sandbox.run / "demo.pid")], capture_output=True, text=True, env=CLIENT_PATH,
+                                 timeout=20)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert not (sandbox.run / "demo.pid").exists()
+        started = sandbox.cli("start", "demo")  # refused while stopping, or started after: never both
+        assert len(processes_with(tag)) <= 1
+        poll_until(lambda: not alive(supervisor), timeout=5, what="the first supervisor gone")
+    finally:
+        reaper.stop()
+    if started.returncode != 0:
+        assert "stopping" in started.stderr, started.stderr
+        assert sandbox.cli("start", "demo").returncode == 0
+    assert len(processes_with(tag)) == 1
+    assert sandbox.cli("status", "demo").returncode == 0
+    assert sandbox.cli("stop", "demo").returncode == 0
+    assert processes_with(tag) == []
