@@ -45,16 +45,17 @@ def observe(config: ServiceConfig, run_dir: str, state_read: tuple | None = None
     state, problem = state_read or rundir.read_state(directory)
     supervisor = service = None
     if state is not None:
-        recorded = _recorded(state, "supervisor")
-        if verify(recorded) and recorded.pid != os.getpid():
-            supervisor = recorded
-        recorded_service = _recorded(state, "service")
+        recorded_supervisor = recorded(state, "supervisor")
+        if verify(recorded_supervisor) and recorded_supervisor.pid != os.getpid():
+            supervisor = recorded_supervisor
+        recorded_service = recorded(state, "service")
         if verify(recorded_service):
             service = recorded_service
     return Observation(pidfile, state, problem, supervisor, service, directory)
 
 
-def _recorded(state: dict, key: str) -> Identity | None:
+def recorded(state: dict, key: str) -> Identity | None:
+    """The identity state.json recorded under KEY ("supervisor", "service"), None if unusable."""
     try:
         return Identity.from_dict(state.get(key))
     except (OverflowError, ValueError, TypeError):  # "pid": Infinity in a damaged state.json

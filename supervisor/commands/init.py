@@ -79,6 +79,10 @@ def init(context, args: list[str]) -> int:
     )
     try:
         results = scaffold.write_all(layout, settings, force=options.force)
+    except PermissionError as exc:
+        where = exc.filename or (options.prefix or "/etc")
+        raise SvctlError(f"init jupyterhub: cannot write {where}: run it as root (or with --prefix DIR "
+                         "in a directory of yours)", Exit.NOT_ROOT) from None
     except (OSError, certs.CertError) as exc:
         raise SvctlError(f"init jupyterhub: {exc}", Exit.FAILED) from None
     _report(results, layout, settings, hints=not options.no_hints)

@@ -124,9 +124,15 @@ def status(context, args: list[str]) -> int:
     from supervisor.unix import rundir
 
     state_read = rundir.read_state(rundir.service_dir(context.run_dir, name))
-    config = configuration.load(name, context.config_dir, state=state_read[0], for_display=True)
+    broken = None
+    try:
+        config = configuration.load(name, context.config_dir, state=state_read[0], for_display=True)
+    except SvctlError as exc:  # a running service whose file was since broken is still running
+        config, broken = running_definition(name, state_read[0], exc), exc
     obs = observe(config, context.run_dir, state_read)
     code, headline, warnings = decide(obs)
+    if broken is not None:
+        warnings.append(f"the service file is invalid, this is the definition it runs with: {broken}")
     # The log tail is for a person at a terminal (or asked for): init scripts, `service
     # --status-all` and monitoring grep status output, and a log line saying "usage" or "failed"
     # must not change their verdict.
@@ -161,6 +167,22 @@ def status(context, args: list[str]) -> int:
     return code
 
 
+def running_definition(name: str, state: dict | None, error: SvctlError) -> configuration.ServiceConfig:
+    """The definition a running supervisor recorded (state.json, root-written), or raise ERROR:
+    monitoring must not report a running hub down because someone broke its file meanwhile."""
+    record = (state or {}).get("config")
+    if not isinstance(record, dict) or not isinstance(record.get("data"), dict):
+        raise error
+    from supervisor.observe import recorded, verify
+
+    if not verify(recorded(state, "supervisor")):
+        raise error  # nobody runs on that definition any more: the broken file is the truth
+    try:
+        return configuration.from_mapping(name, str(record.get("path", "")), record["data"], validated=True)
+    except SvctlError:
+        raise error from None
+
+
 def logs(context, args: list[str]) -> int:
     """The last LINES of the captured output; with -f, then what follows (until Ctrl-C).
 
@@ -180,6 +202,8 @@ def logs(context, args: list[str]) -> int:
             fd = safefs.open_regular(place, os.O_RDONLY)
     except FileNotFoundError:
         raise SvctlError(f"{config.name}: no output captured yet ({path} does not exist)") from None
+    except PermissionError:
+        raise SvctlError(f"{config.name}: {path} is not readable by you: run it as root", Exit.NOT_ROOT) from None
     except OSError as exc:
         raise SvctlError(f"{config.name}: cannot read {path}: {exc.strerror or exc}") from None
     with os.fdopen(fd, "rb") as handle:

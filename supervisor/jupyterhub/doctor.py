@@ -56,6 +56,8 @@ class Facts:
     # LocalProcessSpawner: the first path on the way to jupyterhub-singleuser (or its Python) that
     # other users cannot traverse or execute (a venv under /root, which is 0700), with its mode.
     singleuser_blocked: tuple[str, int] | None = None
+    # names in allowed_users/admin_users with no system account (what PAM logs in); None: not asked
+    missing_users: tuple[str, ...] | None = None
 
 
 # (setting, default) for every address JupyterHub binds or connects to (spec A3 table).
@@ -359,9 +361,28 @@ def stop_findings(hub: ConfigFile, config: ServiceConfig) -> list[Finding]:
                     "lower c.LocalProcessSpawner.interrupt_timeout/term_timeout, or lengthen the stop schedule")]
 
 
-def auth_findings(hub: ConfigFile, config: ServiceConfig, running_as_root: bool) -> list[Finding]:
+PAM_AUTHENTICATORS = ("pam", "jupyterhub.auth.PAMAuthenticator")
+
+
+def hub_user_names(hub: ConfigFile) -> tuple[str, ...]:
+    """Every name allowed_users and admin_users list (sets of string literals), sorted."""
+    names: set[str] = set()
+    for key in ("Authenticator.allowed_users", "Authenticator.admin_users"):
+        value = hub.get(key)
+        if isinstance(value, (set, frozenset, list, tuple)):
+            names.update(item for item in value if isinstance(item, str))
+    return tuple(sorted(names))
+
+
+def auth_findings(hub: ConfigFile, config: ServiceConfig, running_as_root: bool,
+                  facts: Facts | None = None) -> list[Finding]:
     findings = []
     authenticator = hub.get("JupyterHub.authenticator_class", "pam")
+    if authenticator in PAM_AUTHENTICATORS and facts is not None and facts.missing_users:
+        names = ", ".join(facts.missing_users)
+        findings.append(Finding(WARNING, "no-such-user", f"allowed_users/admin_users name {names}, which have no "
+                                "account on this host: PAM can never log them in",
+                                f"create the account(s) (adduser {facts.missing_users[0]}), or fix the names"))
     if authenticator in ("dummy", "jupyterhub.auth.DummyAuthenticator") and not hub.get("DummyAuthenticator.password"):
         findings.append(Finding(ERROR, "open-hub", "DummyAuthenticator without a password: anyone can log in as "
                                 "anyone", "svctl init jupyterhub --auth dummy --force (a generated shared password)"))
@@ -382,5 +403,5 @@ def diagnose(config: ServiceConfig, hub: ConfigFile, facts: Facts, *, running_as
         return [Finding(ERROR, "syntax", f"not valid Python: {hub.syntax_error}", "fix the line; the hub exits 1 on it")]
     findings = (ipv6_findings(hub, facts.host) + deprecation_findings(hub) + path_findings(hub, config)
                 + tls_findings(hub, config, facts) + port_findings(facts) + tool_findings(hub, facts)
-                + stop_findings(hub, config) + auth_findings(hub, config, running_as_root))
+                + stop_findings(hub, config) + auth_findings(hub, config, running_as_root, facts))
     return sorted(findings, key=lambda finding: SEVERITY_ORDER[finding.severity])

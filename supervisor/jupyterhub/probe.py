@@ -232,6 +232,21 @@ def jupyter_server_installed(config: ServiceConfig) -> bool | None:
     return result.returncode == 0
 
 
+def missing_users(hub: ConfigFile) -> tuple[str, ...]:
+    """The names the hub's config lets in that have no system account (PAM looks them up)."""
+    import pwd
+
+    from supervisor.jupyterhub.doctor import hub_user_names
+
+    missing = []
+    for name in hub_user_names(hub):
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            missing.append(name)
+    return tuple(missing)
+
+
 def gather(config: ServiceConfig, hub: ConfigFile) -> Facts:
     host = host_facts()
     paths = [hub.get(key) for key in ("JupyterHub.cookie_secret_file", "JupyterHub.ssl_key", "JupyterHub.ssl_cert")]
@@ -249,7 +264,7 @@ def gather(config: ServiceConfig, hub: ConfigFile) -> Facts:
     search_path = config.env.get("PATH", DEFAULT_PATH)
     return Facts(host=host, modes=modes, cert=report, ports=ports(hub, config, host),
                  node=shutil.which("node", path=search_path), proxy=_proxy(hub, search_path),
-                 jupyter_server=jupyter_server_installed(config),
+                 jupyter_server=jupyter_server_installed(config), missing_users=missing_users(hub),
                  singleuser_blocked=singleuser_blocked(hub, search_path))
 
 

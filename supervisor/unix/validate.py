@@ -225,18 +225,32 @@ def summarize(output: str) -> str:
     a traceback take the exception line; otherwise the first line that looks like an error;
     otherwise the first non-empty line.
     """
-    lines = [line.rstrip() for line in output.splitlines()]
-    text = [line.strip() for line in lines if line.strip()]
+    lines = [line.strip() for line in output.splitlines()]  # JupyterHub indents its tracebacks
+    text = [line for line in lines if line]
     if not text:
         return "(no output)"
     if any(line.startswith("Traceback (most recent call last)") for line in lines):
-        for line in reversed(lines):
-            if _EXCEPTION_LINE.match(line):
-                return _clip(line)
+        for index in range(len(lines) - 1, -1, -1):
+            if _EXCEPTION_LINE.match(lines[index]):
+                where = _where(lines[:index]) if lines[index].startswith(_LOCATED) else ""
+                return _clip(lines[index] + where)
     for line in text:
         if _ERRORISH.search(line):
             return _clip(line)
     return _clip(text[0])
+
+
+_LOCATED = ("SyntaxError", "IndentationError", "TabError")  # where they are is what they mean
+_FRAME = re.compile(r'^File "(?P<file>[^"]+)", line (?P<line>\d+)')
+
+
+def _where(before: list[str]) -> str:
+    """' (jupyterhub_config.py, line 50)' from the traceback's last frame, as str(SyntaxError) says."""
+    for line in reversed(before):
+        frame = _FRAME.match(line)
+        if frame:
+            return f" ({os.path.basename(frame['file'])}, line {frame['line']})"
+    return ""
 
 
 def _clip(line: str) -> str:

@@ -176,3 +176,19 @@ def test_sighup_to_the_supervisor_reloads_like_the_cli(sandbox):
     assert sandbox.cli("reload", "demo").returncode == 0
     poll_until(lambda: len(hup_log.read_text().splitlines()) == 2, what="second HUP")
     assert sandbox.cli("stop", "demo").returncode == 0
+
+
+def test_a_running_service_whose_file_was_broken_is_still_reported_running(sandbox):
+    """Monitoring polls status: a typo in the service file must not make a running hub look down."""
+    path = sandbox.service("demo")
+    assert sandbox.cli("start", "demo").returncode == 0
+    try:
+        path.write_text(path.read_text() + "this is = not toml [\n")
+        result = sandbox.cli("status", "demo")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "is running" in result.stdout and "service file is invalid" in result.stdout
+        assert sandbox.cli("check", "demo").returncode == 6  # the file itself is still refused
+    finally:
+        path.write_text(path.read_text().replace("this is = not toml [\n", ""))
+        assert sandbox.cli("stop", "demo").returncode == 0
+    assert sandbox.cli("status", "demo").returncode == 3

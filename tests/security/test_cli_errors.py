@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import PYTHON, REPO, SERVICE, alive, needs_root, poll_until
+from conftest import IS_ROOT, PYTHON, REPO, SERVICE, alive, needs_root, poll_until
 from supervisor.cli import VERBS
 from supervisor.core.schedule import MAX_SECONDS
 
@@ -266,3 +266,18 @@ def test_relative_directories_mean_the_callers_working_directory(sandbox):
         assert svctl("status", "demo", cwd=sandbox.base, env=env).returncode == 0
     finally:
         assert sandbox.cli("stop", "demo").returncode == 0
+
+
+def test_non_root_callers_get_exit_4_and_the_reason_from_logs_and_init(sandbox):
+    """Before: `logs` as nobody printed nothing and exited 0; `init` printed a raw errno and exited 1."""
+    if not IS_ROOT:
+        pytest.skip("needs root to switch to nobody")
+    log = sandbox.log / "demo.log"
+    log.write_text("root only\n")
+    log.chmod(0o600)
+    sandbox.service("demo", log_file=str(log))
+    logs = sandbox.cli("logs", "demo", user="nobody")
+    assert logs.returncode == 4 and "run it as root" in logs.stderr, logs.stderr
+    init = sandbox.cli("init", "jupyterhub", "--prefix", str(sandbox.base / "root-owned"), "--ip", "::1",
+                       user="nobody")
+    assert init.returncode == 4 and "root" in init.stderr and "Traceback" not in init.stderr, init.stderr

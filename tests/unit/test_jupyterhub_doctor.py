@@ -189,3 +189,27 @@ class TestDoctor:
     def test_open_hub_is_an_error(self):
         hub = parse_config(GOOD + "c.JupyterHub.authenticator_class = 'dummy'\n")
         assert "open-hub" in codes(diagnose(service(), hub, facts()), ERROR)
+
+
+class TestUsers:
+    def test_pam_users_without_an_account_are_a_warning(self):
+        hub = parse_config(GOOD + 'c.Authenticator.admin_users = {"root-admin"}\n', "/etc/jh/jupyterhub_config.py")
+        from supervisor.jupyterhub.doctor import hub_user_names
+
+        assert hub_user_names(hub) == ("alice", "root-admin")
+        found = diagnose(service(), hub, facts(missing_users=("alice",)))
+        [finding] = [f for f in found if f.code == "no-such-user"]
+        assert finding.severity == "warning" and "alice" in finding.message and "adduser alice" in finding.fix
+
+    def test_every_account_present_or_another_authenticator_is_quiet(self):
+        hub = parse_config(GOOD, "/etc/jh/jupyterhub_config.py")
+        assert "no-such-user" not in codes(diagnose(service(), hub, facts(missing_users=())))
+        dummy = parse_config(GOOD + 'c.JupyterHub.authenticator_class = "dummy"\n'
+                             'c.DummyAuthenticator.password = "x"\n', "/etc/jh/jupyterhub_config.py")
+        assert "no-such-user" not in codes(diagnose(service(), dummy, facts(missing_users=("alice",))))
+
+    def test_the_probe_asks_the_system(self):
+        from supervisor.jupyterhub.probe import missing_users
+
+        hub = parse_config('c.Authenticator.allowed_users = {"root", "no-such-user-svctl-x"}\n', "/x.py")
+        assert missing_users(hub) == ("no-such-user-svctl-x",)

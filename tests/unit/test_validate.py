@@ -52,7 +52,7 @@ def test_failing_python_check_summarizes_the_exception_line():
            "    x = = 1\\n        ^\\nSyntaxError: invalid syntax\\n'); sys.exit(1)"
     result = run_check(cfg([PY, "-c", code]))
     assert not result.ok
-    assert result.summary == "exit status 1: SyntaxError: invalid syntax"
+    assert result.summary == "exit status 1: SyntaxError: invalid syntax (c.py, line 3)"
     assert "line 3" in result.output, "the full output is kept for the event"
 
 
@@ -326,3 +326,20 @@ def test_redaction_helpers():
     assert secret_values(config) == ("long-value-2", "long-value"), "longest first; short ones kept"
     assert redact("x=long-value-2 y=long-value z=abc", secret_values(config)) == "x=*** y=*** z=abc"
     assert last_lines("\n".join(str(i) for i in range(50)) + "\n\n", 3) == "47\n48\n49"
+
+
+JUPYTERHUB_SYNTAX_ERROR = """\
+[E 2026-12-01 10:00:00.000 JupyterHub application:923] Exception while loading config file /etc/jupyterhub/jupyterhub_config.py
+    Traceback (most recent call last):
+      File "/opt/jupyterhub/lib/python3.11/site-packages/traitlets/config/application.py", line 909, in _load_config_files
+        config = loader.load_config()
+                 ^^^^^^^^^^^^^^^^^^^^
+      File "/etc/jupyterhub/jupyterhub_config.py", line 50
+        this is not python (
+             ^^
+    SyntaxError: invalid syntax
+"""
+
+
+def test_an_indented_jupyterhub_traceback_gives_the_exception_line_and_where():
+    assert summarize(JUPYTERHUB_SYNTAX_ERROR) == "SyntaxError: invalid syntax (jupyterhub_config.py, line 50)"
