@@ -57,6 +57,24 @@ VERBS: dict[str, tuple[str, str, str, dict[str, str | None]]] = {
              INIT_OPTIONS),
 }
 
+# One line per verb for `svctl --help` (the man page, svctl(8), says the rest).
+SUMMARY = {
+    "start": "start the service (LSB): returns once it runs, or is ready when `ready` is set",
+    "stop": "stop it with its stop schedule; 0 once it and its supervisor are gone",
+    "restart": "stop, then start (the service file is read again)",
+    "try-restart": "restart only if it is running",
+    "reload": "reopen the logs, validate the watched config and apply it (or send the reload signal)",
+    "force-reload": "reload if running, else start",
+    "status": "LSB status: 0 running, 1 dead with a PID file, 3 stopped, 4 unknown",
+    "run": "supervise in the foreground (systemd Type=notify, containers, debugging)",
+    "logs": "the service's captured output",
+    "reopen-logs": "reopen the log files (logrotate); 0 on a stopped service",
+    "check": "validate the service file and the service's own config (JupyterHub: the doctor)",
+    "install": "write the init.d shim (+ update-rc.d) and/or the systemd unit",
+    "uninstall": "remove the boot files svctl generated",
+    "init": "scaffold JupyterHub on IPv6 with HTTPS: config, cert, cookie secret, service file",
+}
+
 # What `--help` adds below the usage line, for verbs whose options need words.
 HELP = {
     "init": (
@@ -216,6 +234,11 @@ def run(argv: list[str]) -> int:
     options, rest = parse_globals(argv)
     if not rest or rest[0] in ("-h", "--help", "help"):
         print(USAGE, file=sys.stdout if rest else sys.stderr)
+        if rest:  # asked for help: every verb with one line
+            print("\nVerbs:")
+            for verb_name, line in SUMMARY.items():
+                print(f"  {verb_name:<13} {line}")
+            print("\n`svctl VERB --help` shows a verb's options; man svctl for files, keys and exit codes.")
         return Exit.OK if rest else Exit.BAD_ARGS
     if rest[0] == "--version":
         from supervisor import __version__

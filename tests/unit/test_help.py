@@ -1,0 +1,32 @@
+"""`svctl --help`, `svctl VERB --help` and the man page say the same things (issue 11 item 10)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from supervisor import cli
+
+MAN = (Path(__file__).resolve().parents[2] / "packaging" / "svctl.8").read_text()
+MAN_TEXT = MAN.replace("\\-", "-").replace("\\fB", "").replace("\\fR", "").replace("\\fI", "")
+
+
+def test_every_verb_has_a_summary_line_in_help(capsys):
+    assert set(cli.SUMMARY) == set(cli.VERBS)
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for verb in cli.VERBS:
+        assert re.search(rf"^  {re.escape(verb)} +\S", out, re.M), verb
+
+
+def test_every_verb_and_option_is_in_the_man_page():
+    missing = [verb for verb in cli.VERBS if not re.search(rf"(^|[\s,]){re.escape(verb)}\b", MAN_TEXT, re.M)]
+    for verb, (_, _, _, options) in cli.VERBS.items():
+        missing += [f"{verb} {option}" for option in options if option not in MAN_TEXT]
+    assert missing == [], f"svctl --help knows these, the man page does not: {missing}"
+
+
+def test_every_verb_answers_help_with_exit_0(capsys):
+    for verb in cli.VERBS:
+        assert cli.main([verb, "--help"]) == 0, verb
+        assert capsys.readouterr().out.startswith("Usage: svctl")
