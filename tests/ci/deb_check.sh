@@ -132,7 +132,7 @@ check "purge removes the generated shim and its links" \
 check "purge leaves the administrator's service definition" test -f "/etc/svctl/$NAME.toml"
 
 # --- purge both -----------------------------------------------------------------------------------
-check "purge svctl and supervisor" $APT purge svctl supervisor
+check "purge supervisor (svctl was purged above)" $APT purge supervisor
 check "nothing of svctl is left" sh -c "[ ! -e /usr/bin/svctl ] && [ ! -e /usr/share/svctl ]"
 
 echo "deb checks: $passed passed, $failed failed"
