@@ -87,8 +87,10 @@ def supervise(config: ServiceConfig, run_dir: str, lock: SupervisorLock, *, laun
               adopt: tuple | None, console: bool, stop_at_once: bool = False) -> int:
     """Run the supervisor in this process until it exits; writes the PID file, removes it at the end.
 
-    The PID file is written only after state.json names this supervisor, so a reader that finds
-    our PID there can always verify it: never a "stale PID file" for a supervisor still starting.
+    The PID file is written (by the runtime, once its first events are handled) only after
+    state.json names this supervisor in its real state (starting, or running an adopted
+    service), so a reader that finds our PID there can always verify it: never a "stale PID file"
+    for a supervisor still starting, never "stopped" for a service being adopted.
 
     LAUNCHER_FD: the Launcher to answer (or a bare pipe descriptor, which then becomes one), or None.
     """
@@ -99,8 +101,6 @@ def supervise(config: ServiceConfig, run_dir: str, lock: SupervisorLock, *, laun
     token = Launcher(launcher_fd) if isinstance(launcher_fd, int) else launcher_fd
     try:
         runtime = Runtime(config, run_dir, console=console, lock=lock)
-        runtime.publish()
-        lock.write(os.getpid())
         if adopt is not None:
             from supervisor.unix.identity import monotonic_start
 

@@ -17,7 +17,7 @@ from supervisor.unix.identity import Identity, verify
 from supervisor.unix.pidfile import read_pidfile
 
 
-class Observation(namedtuple("Observation", "pidfile state state_problem supervisor service directory")):
+class Observation(namedtuple("Observation", "pidfile state state_problem supervisor service directory pidfile_alive", defaults=(True,))):
     """pidfile: PidfileRead; state: dict | None (state.json) and why it was refused; supervisor and
     service: Identity of each if verified alive, else None; directory: the run directory."""
 
@@ -51,7 +51,16 @@ def observe(config: ServiceConfig, run_dir: str, state_read: tuple | None = None
         recorded_service = recorded(state, "service")
         if verify(recorded_service):
             service = recorded_service
-    return Observation(pidfile, state, problem, supervisor, service, directory)
+    pidfile_alive = pidfile.kind != "ok" or process_alive(pidfile.pid)
+    return Observation(pidfile, state, problem, supervisor, service, directory, pidfile_alive)
+
+
+def process_alive(pid: int) -> bool:
+    """A live, non-zombie process has this PID (a PID file may name one that died since)."""
+    from supervisor.unix.identity import read_stat
+
+    found = read_stat(pid)
+    return found is not None and found[0] not in ("Z", "X")
 
 
 def recorded(state: dict, key: str) -> Identity | None:

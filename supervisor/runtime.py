@@ -95,7 +95,9 @@ class Runtime(Guard, Requests):
             self.reloader = ConfigReloader(self.config, self.directory, self.log, self.wake_for_watch)
             self.guarded("starting the file watcher", self.reloader.start)
         self.events.extend(first)
-        self.process()
+        self.process()  # publishes state.json; only then the PID file (see launch.supervise)
+        if self.lock is not None and self.exit_code is None:
+            self.guarded("writing the PID file", self.lock.write, os.getpid())
         while self.exit_code is None:
             deadline = min(self.timers.values(), default=None)
             # a long wait is split so that the kernel's timer slack can't make a deadline late

@@ -63,6 +63,9 @@ def start_service(config: ServiceConfig, run_dir: str) -> int:
             break
         except AlreadyLocked:  # the run directory's lock: whatever became of the PID file
             obs = observe(config, run_dir)
+            if obs.supervised and on_its_way_out(obs):  # a stop in progress: start once it is done
+                wait_until_gone(obs.supervisor, deadline=deadline)
+                continue
             if obs.supervised:  # another supervisor runs (or is starting): ask it, don't start a second
                 return ask(config, obs, "start", timeout=deadline - time.monotonic())
             if time.monotonic() > deadline:
@@ -78,6 +81,12 @@ def start_service(config: ServiceConfig, run_dir: str) -> int:
         say(config, message)
         return code
     return report_start_failure(config, message)
+
+
+def on_its_way_out(obs: Observation) -> bool:
+    """The verified supervisor is stopping its service for good (a `stop`, SIGTERM)."""
+    machine = obs.machine
+    return machine.get("goal") == "down" or machine.get("state") == "stopped"
 
 
 def adoption(obs: Observation) -> tuple[int, int, int | None] | None:
@@ -178,9 +187,27 @@ def stop_service(config: ServiceConfig, run_dir: str) -> int:
                          stop_at_once=True)
         say(config, "stopped" if code == 0 else "stop failed")
         return Exit.OK if code == 0 else Exit.FAILED
+    if starting_now(config, run_dir):  # a start holds the lock but has not published yet: wait, then stop it
+        return stop_service(config, run_dir)
     remove_stale_pidfile(config, run_dir)
     say(config, "not running")
     return Exit.OK
+
+
+def starting_now(config: ServiceConfig, run_dir: str, seconds: float = 15.0) -> bool:
+    """True once a supervisor that holds the lock (a start in progress) has become visible;
+    False when nobody holds it. A stop must never answer "not running" to a start under way."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            SupervisorLock.acquire(rundir.ensure(run_dir, config.name), config.pidfile).release()
+            return False
+        except AlreadyLocked:
+            if observe(config, run_dir).supervised or time.monotonic() > deadline:
+                return observe(config, run_dir).supervised
+            time.sleep(0.02)
+        except SvctlError:
+            return False
 
 
 def remove_stale_pidfile(config: ServiceConfig, run_dir: str) -> None:

@@ -30,7 +30,8 @@ def decide(obs: Observation) -> tuple[int, str, list[str]]:
         if obs.supervised:
             warnings.append(f"a verified supervisor (pid {obs.supervisor.pid}) is running, per the run directory")
         return Status.UNKNOWN, f"status unknown: {obs.pidfile.reason}", warnings
-    if obs.supervised and obs.pidfile.kind == "ok" and obs.pidfile.pid != obs.supervisor.pid:
+    if obs.supervised and obs.pidfile.kind == "ok" and obs.pidfile.pid != obs.supervisor.pid \
+            and obs.pidfile_alive:  # (a dead PID there: the old supervisor's, about to be rewritten)
         return Status.UNKNOWN, (f"status unknown: PID file names pid {obs.pidfile.pid}, "
                                 f"but the supervisor is pid {obs.supervisor.pid}"), warnings
     if obs.supervised:
@@ -44,6 +45,10 @@ def decide(obs: Observation) -> tuple[int, str, list[str]]:
     if obs.orphaned:
         warnings.append("its supervisor is gone: the service runs unsupervised; `svctl start` re-adopts it")
         return Status.RUNNING, "is running (unsupervised)", warnings
+    if obs.pidfile.kind == "ok" and not obs.pidfile_alive and (state == "stopped" or machine.get("goal") == "down"):
+        # a clean stop whose supervisor was killed before it removed its PID file (say by
+        # start-stop-daemon's own KILL step): stopped, not crashed
+        return Status.NOT_RUNNING, "is not running (stopped; its PID file was left behind)", warnings
     if obs.pidfile.kind == "ok":
         return Status.DEAD_WITH_PIDFILE, f"is not running (stale PID file names pid {obs.pidfile.pid})", warnings
     return Status.NOT_RUNNING, "is not running", warnings

@@ -298,9 +298,19 @@ class Machine:
     def on_stopping_exit(self, event: ev.Exited, now: float) -> None:
         self.pid = None
         self.emit(ev.Log("exited", {"pid": event.pid, "status": event.reason, "clean": event.clean}))
+        run = self.stop_run
+        if event.group_alive and not run.group and not run.exhausted:
+            # What is left of the group gets the rest of the *same* schedule, not a new one: a
+            # start-stop-daemon --retry with the same schedule must not outlast us (issue 12).
+            run.group = True
+            self.emit(ev.AwaitGroup(), ev.Log("stopping", {"pid": event.pid, "group": True, "continuing": True}))
+            sent = [step for step in self.policy.schedule.steps[:run.index] if isinstance(step, Send)]
+            if sent:
+                self.emit(ev.Signal(sent[-1].signal, group=True))
+            return
         self.emit(ev.CancelTimer("stop"))
-        if event.group_alive and not self.stop_run.group:
-            return self.begin_stop(self.stop_run.purpose, now, self.stop_run.pending, group=True)
+        if event.group_alive and not run.group:
+            return self.begin_stop(run.purpose, now, run.pending, group=True)
         self.finish_stop(now)
 
     def on_group_gone(self, event: ev.GroupGone, now: float) -> None:

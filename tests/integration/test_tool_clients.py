@@ -207,3 +207,54 @@ def test_start_stop_daemon_remove_pidfile_then_start_gives_no_second_instance(sa
     assert sandbox.cli("status", "demo").returncode == 0
     assert sandbox.cli("stop", "demo").returncode == 0
     assert processes_with(tag) == []
+
+
+def test_a_stop_during_a_start_stops_it_and_a_start_during_a_stop_starts_after_it(sandbox):
+    """Overlapping verbs: stop must not answer "not running" to a start under way; start must not
+    fail with "is stopping" but wait for the stop and then start."""
+    tag = f"--tag={sandbox.base.name}"
+    sandbox.service("demo", command=[PYTHON, SERVICE, tag, "--ignore-term"], stop="TERM/0.5/KILL/1",
+                    start_seconds=0.5)
+    prefix = [PYTHON, "-m", "supervisor", "--config-dir", str(sandbox.etc), "--run-dir", str(sandbox.run / "svctl")]
+    starting = subprocess.Popen([*prefix, "start", "demo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.1)
+    stop = sandbox.cli("stop", "demo")
+    starting.communicate(timeout=30)
+    assert stop.returncode == 0, stop.stderr
+    poll_until(lambda: processes_with(tag) == [], timeout=5, what="the started service stopped by the stop")
+    assert sandbox.cli("status", "demo").returncode == 3
+
+    assert sandbox.cli("start", "demo").returncode == 0
+    stopping = subprocess.Popen([*prefix, "stop", "demo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.2)  # inside the 0.5 s TERM wait
+    start = sandbox.cli("start", "demo")
+    stopping.communicate(timeout=30)
+    assert start.returncode == 0, start.stderr
+    assert sandbox.cli("status", "demo").returncode == 0 and len(processes_with(tag)) == 1
+    assert sandbox.cli("stop", "demo").returncode == 0
+
+
+def test_start_stop_daemon_same_schedule_stops_what_lingers_in_the_group(sandbox):
+    """The main process dies at TERM but its TERM-ignoring children stay: the group gets the rest of
+    the same schedule, so s-s-d's KILL of the supervisor comes too late to orphan them."""
+    needs("start-stop-daemon")
+    tag = f"--tag={sandbox.base.name}"
+    script = ("import os, signal, sys, time\n"
+              "for _ in range(2):\n"
+              "    if os.fork() == 0:\n"
+              "        signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+              "        time.sleep(1000)\n"
+              f"time.sleep(1000)  # {tag}\n")
+    sandbox.service("demo", command=[PYTHON, "-c", script], stop="TERM/2/KILL/2")
+    assert sandbox.cli("start", "demo").returncode == 0
+    poll_until(lambda: len(processes_with(tag)) == 3, what="the service and its two children")
+    reaper = Reaper(sandbox.supervisor_pid())
+    try:
+        result = subprocess.run(["start-stop-daemon", "--stop", "--retry=TERM/2/KILL/2", "--pidfile",
+                                 str(sandbox.run / "demo.pid")], capture_output=True, text=True, env=CLIENT_PATH,
+                                timeout=20)
+    finally:
+        reaper.stop()
+    assert result.returncode == 0, result.stdout + result.stderr
+    poll_until(lambda: processes_with(tag) == [], timeout=2, what="nothing of the group left")
+    assert sandbox.cli("status", "demo").returncode == 3

@@ -33,6 +33,6 @@ def test_a_wait_never_overshoots_and_always_makes_progress(remaining):
 def test_stop_waits_end_a_little_early_so_an_external_same_schedule_never_wins():
     from supervisor.core.deadline import stop_lead
 
-    assert stop_lead(30.0) == 0.015
-    assert stop_lead(1.0) == 0.01
+    assert stop_lead(30.0) == 0.06
+    assert stop_lead(1.0) == 0.02
     assert stop_lead(0.0) == 0.0 and stop_lead(-1.0) == 0.0
