@@ -242,12 +242,12 @@ def read_bytes(path: str, limit: int = 1 << 20) -> bytes | None:
         except FileNotFoundError:
             return None
     try:
-        return _read_all(fd, limit)
+        return read_all(fd, limit)
     finally:
         os.close(fd)
 
 
-def _read_all(fd: int, limit: int) -> bytes:
+def read_all(fd: int, limit: int) -> bytes:
     chunks, total = [], 0
     while total < limit:
         chunk = os.read(fd, min(65536, limit - total))
@@ -370,7 +370,7 @@ def read_trusted(path: str, what: str, limit: int = 1 << 20) -> bytes | None:
             raise UnsafePath(f"{what} {path} is owned by uid {info.st_uid}, not root")
         if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             raise UnsafePath(f"{what} {path} is writable by group or others; fix: chmod go-w {path}")
-        return _read_all(fd, limit)
+        return read_all(fd, limit)
     finally:
         os.close(fd)
 

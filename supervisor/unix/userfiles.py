@@ -52,11 +52,19 @@ def read_bytes(path: str, limit: int = 1 << 20) -> bytes | None:
             except FileNotFoundError:
                 return None
     else:
-        fd, payload = asuser.run(owner[0], owner[1], asuser.op_open_read, path)
-        if fd is None:
-            return None
+        return _read_as(owner, path, limit)
     try:
-        return safefs._read_all(fd, limit)
+        return safefs.read_all(fd, limit)
+    finally:
+        os.close(fd)
+
+
+def _read_as(owner: tuple[int, int], path: str, limit: int) -> bytes | None:
+    fd, _ = asuser.run(owner[0], owner[1], asuser.op_open_read, path)
+    if fd is None:
+        return None
+    try:
+        return safefs.read_all(fd, limit)
     finally:
         os.close(fd)
 
@@ -65,15 +73,7 @@ def read_bytes_as(owner: tuple[int, int] | None, path: str, limit: int = 1 << 20
     """Like read_bytes, but always with OWNER's (uid, gid) credentials when OWNER is given: for
     paths that someone else *named* (a service user's config naming a pid file), where who
     controls the named directory says nothing about who may act on it."""
-    if owner is None:
-        return read_bytes(path, limit)
-    fd, _ = asuser.run(owner[0], owner[1], asuser.op_open_read, path)
-    if fd is None:
-        return None
-    try:
-        return safefs._read_all(fd, limit)
-    finally:
-        os.close(fd)
+    return read_bytes(path, limit) if owner is None else _read_as(owner, path, limit)
 
 
 def remove_as(owner: tuple[int, int] | None, path: str) -> bool:
