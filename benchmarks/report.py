@@ -443,18 +443,19 @@ def write(data, out: Path) -> str:
 
 
 def update_docs(table: str) -> None:
-    """Replace the block between the bench markers in docs/bench.md with this run's tables."""
-    doc = Path(__file__).resolve().parent.parent / "docs" / "bench.md"
-    try:
-        content = doc.read_text()
-    except OSError:
-        return
-    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
-    if begin not in content or end not in content:
-        return
-    head, rest = content.split(begin, 1)
-    _, tail = rest.split(end, 1)
+    """Replace the block between the bench markers in docs/bench.md and in the README with this
+    run's tables (both show the latest full run; the README's is what a visitor sees first)."""
+    root = Path(__file__).resolve().parent.parent
     body = table.split("\nChart:", 1)[0].rstrip()
-    doc.write_text(
-        f"{head}{begin}\n{body}\n\n![benchmark chart](../benchmarks/results/latest.png)\n{end}{tail}"
-    )
+    for doc, chart in ((root / "docs" / "bench.md", "../benchmarks/results/latest.png"),
+                       (root / "README.md", "benchmarks/results/latest.png")):
+        try:
+            content = doc.read_text()
+        except OSError:
+            continue
+        begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+        if begin not in content or end not in content:
+            continue
+        head, rest = content.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        doc.write_text(f"{head}{begin}\n{body}\n\n![benchmark chart]({chart})\n{end}{tail}")
