@@ -161,7 +161,9 @@ def test_a_trusted_file_in_the_var_tmp_sandbox_starts_and_stops(sandbox):
 
 @needs_root()
 def test_the_cached_definition_of_a_running_service_is_trusted_only_in_a_trusted_place(sandbox):
-    """status skips parsing an unchanged file (state.json has it), but never the trust check."""
+    """status skips parsing an unchanged file (state.json has it), but never the trust check: an
+    untrusted file is refused, and status then reports the running service from the definition its
+    supervisor recorded (root's), with the refusal and its fix as a warning (issue 11 item 5)."""
     path = sandbox.service("demo")
     assert sandbox.cli("start", "demo").returncode == 0
     try:
@@ -169,7 +171,10 @@ def test_the_cached_definition_of_a_running_service_is_trusted_only_in_a_trusted
         before = os.stat(path)
         os.chmod(sandbox.etc, 0o777)  # the file itself is untouched: same signature as recorded
         assert os.stat(path).st_ctime_ns == before.st_ctime_ns
-        refused(sandbox.cli("status", "demo"), str(path), f"chmod go-w {sandbox.etc}")
+        status = sandbox.cli("status", "demo")
+        assert status.returncode == 0 and "is running" in status.stdout, status.stdout + status.stderr
+        assert "service file is invalid" in status.stdout and f"chmod go-w {sandbox.etc}" in status.stdout
+        refused(sandbox.cli("check", "demo"), str(path), f"chmod go-w {sandbox.etc}")
     finally:
         os.chmod(sandbox.etc, 0o755)
         assert sandbox.cli("stop", "demo").returncode == 0
