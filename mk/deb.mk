@@ -1,4 +1,4 @@
-# make deb: the Debian package svctl, built from a staging copy (packaging.md §7.2, §10).
+# make deb: the Debian package svctl, built from a staging copy (docs/boot.md, "Building and checking the package").
 # The work tree stays clean: packaging/debian becomes debian/ in build/deb/svctl-VERSION/, and the
 # .deb, .changes and .buildinfo land in build/deb/. Build dependencies are installed with apt-get
 # when missing (that needs root, as in CI).
@@ -7,7 +7,7 @@ DEB_DIR := build/deb
 DEB_VERSION = $(shell dpkg-parsechangelog -l packaging/debian/changelog -S Version)
 DEB_SRC = $(DEB_DIR)/svctl-$(DEB_VERSION)
 # Debian's python3 and tools only: with a venv or pyenv first on PATH, pybuild would run the
-# tests with the wrong interpreter (packaging.md §7.4, "Pitfall").
+# tests with the wrong interpreter (docs/boot.md, "Building and checking the package").
 DEB_ENV = env -u PYTHONPATH -u VIRTUAL_ENV -u PYTHONHOME PATH=/usr/sbin:/usr/bin:/sbin:/bin
 APT_GET = DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -q -y
 

@@ -3,9 +3,9 @@
 # next to Debian's `supervisor` package, `svctl --version`, then a small service through
 # `svctl install`, `service NAME start|status|stop|status`, `svctl uninstall`; purge both packages.
 #
-# CI only (CI=true): it installs packages and writes to the real /etc. packaging.md §10 is the recipe;
+# CI only (CI=true): it installs packages and writes to the real /etc. docs/boot.md ("Building and checking the package") is the recipe;
 # a policy-rc.d that denies (exit 101) is in place while packages are installed, so no maintainer
-# script starts supervisord (packaging.md §7.4); `service` does not consult it.
+# script starts supervisord (same section); `service` does not consult it.
 set -euo pipefail
 
 if [ "${CI:-}" != true ]; then
