@@ -84,7 +84,7 @@ class EventLog:
     def reopen(self) -> str | None:
         """Open the file again (logrotate); None, or the problem (the old descriptor then stays)."""
         try:
-            fd = userfiles.open_append(self.path, EVENTS_MODE)
+            fd = userfiles.open_append(self.path, EVENTS_MODE, tighten=True)
         except OSError as exc:
             self.retry_at = time.monotonic() + RETRY_SECONDS
             problem = problem_text("events file", self.path, exc)
@@ -94,11 +94,6 @@ class EventLog:
             else:
                 self.faults.report("events", problem)
             return problem
-        try:
-            if os.fstat(fd).st_mode & 0o077:
-                os.fchmod(fd, EVENTS_MODE)  # a file from before events were private
-        except OSError:
-            pass
         old, self.fd = self.fd, fd
         if old >= 0:
             os.close(old)

@@ -17,6 +17,7 @@ from supervisor.errors import Exit, Status, SvctlError
 from supervisor.names import validate_name
 from supervisor.observe import Observation, observe
 from supervisor.unix.logcapture import tail
+from supervisor.unix.rundir import HIDDEN_REASON
 
 UP_STATES = ("running", "starting", "stopping")
 LATEST_TIME = 2**35  # seconds since 1970 (year 3058): a recorded time past this is not one
@@ -75,12 +76,6 @@ def stamp(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
-def _hidden_reason() -> str:
-    from supervisor.unix.rundir import HIDDEN_REASON
-
-    return HIDDEN_REASON
-
-
 def details(config: configuration.ServiceConfig, obs: Observation) -> list[str]:
     machine, now, lines = obs.machine, time.time(), []
     if obs.supervisor:
@@ -103,7 +98,7 @@ def details(config: configuration.ServiceConfig, obs: Observation) -> list[str]:
     if retry and machine.get("state") in ("backoff", "gave-up"):
         lines.append(f"next retry: in {ago(retry - now)}")
     rejected = machine.get("rejected")
-    if isinstance(rejected, list) and len(rejected) == 2 and rejected[0] == _hidden_reason():
+    if isinstance(rejected, list) and len(rejected) == 2 and rejected[0] == HIDDEN_REASON:
         from supervisor.unix import rundir
 
         private = rundir.read_private(obs.directory).get("rejected")  # root sees the reason itself

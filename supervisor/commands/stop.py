@@ -54,9 +54,9 @@ def ask_running_supervisor(run_dir: str, name: str, command: str) -> tuple[int, 
     except control.SupervisorGone:  # it went while we asked: once it is gone, the general path decides
         import time
 
-        deadline = time.monotonic() + 10
-        while verify(supervisor) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        from supervisor.commands.lifecycle import wait_until_gone
+
+        wait_until_gone(supervisor, deadline=time.monotonic() + 10)
         return None
     except OSError as exc:
         raise SvctlError(f"no answer from the supervisor (pid {supervisor.pid}): {exc}") from None

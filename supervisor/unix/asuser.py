@@ -154,11 +154,11 @@ def _open_regular(path: str, flags: int, mode: int) -> int:
     return fd
 
 
-def op_open_append(path: str, mode: int, make_dirs: bool) -> tuple[int, bytes]:
+def op_open_append(path: str, mode: int, make_dirs: bool, tighten: bool = False) -> tuple[int, bytes]:
     if make_dirs:
         os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     fd = _open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, mode)
-    if stat.S_IMODE(os.fstat(fd).st_mode) & ~mode:
+    if tighten and stat.S_IMODE(os.fstat(fd).st_mode) & ~mode:
         os.fchmod(fd, mode)  # tightened by its owner: root never chmods a file it was handed
     return fd, b""
 

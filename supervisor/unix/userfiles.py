@@ -32,13 +32,21 @@ def _place(path: str, create_dirs: bool):
     return None, owner
 
 
-def open_append(path: str, mode: int = 0o640) -> int:
-    """An O_APPEND descriptor for a log file, creating it (and its directories) as needed."""
+def open_append(path: str, mode: int = 0o640, tighten: bool = False) -> int:
+    """An O_APPEND descriptor for a log file, creating it (and its directories) as needed. With
+    TIGHTEN, a file with more permissions than MODE (left from before) is brought down to MODE, by
+    whoever opens it (the events file: it may quote secrets)."""
     place, owner = _place(path, create_dirs=True)
-    if place is not None:
-        with place:
-            return safefs.open_regular(place, APPEND, mode)
-    fd, _ = asuser.run(owner[0], owner[1], asuser.op_open_append, path, mode, True)
+    if place is None:  # the helper tightens it itself: root never chmods a descriptor it was handed
+        fd, _ = asuser.run(owner[0], owner[1], asuser.op_open_append, path, mode, True, tighten)
+        return fd
+    with place:
+        fd = safefs.open_regular(place, APPEND, mode)
+    try:
+        if tighten and os.fstat(fd).st_mode & 0o777 & ~mode:
+            os.fchmod(fd, mode)  # root's own single-link file in a root-controlled directory
+    except OSError:
+        pass
     return fd
 
 
