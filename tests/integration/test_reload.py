@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import time
+import http.client
 import urllib.request
 
 import pytest
@@ -28,7 +29,7 @@ def answer(port: int) -> str | None:
     try:
         with urllib.request.urlopen(f"http://[::1]:{port}/", timeout=1) as response:
             return response.read().decode()
-    except OSError:
+    except (OSError, http.client.HTTPException):  # (IncompleteRead: the server was restarting mid-answer)
         return None
 
 
