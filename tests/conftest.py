@@ -93,6 +93,14 @@ def poll_until(predicate, timeout: float = 5.0, what: str = "condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
+def size_of(path):
+    """The size of PATH, or None while it does not exist (a log between rotation's rename and reopen)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
+
+
 _READABLE_CODE: list[str] = []
 
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import IS_ROOT, PYTHON, SERVICE, alive, poll_until, processes_with
+from conftest import IS_ROOT, PYTHON, SERVICE, alive, poll_until, processes_with, size_of
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="needs root: supervisors write PID files and signal as root")
 
@@ -124,14 +124,6 @@ def test_grandchild_of_a_running_service_is_stopped_with_its_group(sandbox):
     assert len(processes_with(tag)) == 2
     assert sandbox.cli("stop", "demo").returncode == 0
     assert processes_with(tag) == []
-
-
-def size_of(path):
-    """The size of PATH, or None while it does not exist."""
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return None
 
 
 def test_output_rotates_by_size_and_reopens_on_request(sandbox):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import IS_ROOT, PYTHON, SERVICE, alive, poll_until, processes_with
+from conftest import IS_ROOT, PYTHON, SERVICE, alive, poll_until, processes_with, size_of
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="needs root: supervisors write PID files and signal as root")
 CLIENT_PATH = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
@@ -98,13 +98,13 @@ def test_logrotates_debian_stanza_keeps_every_line_and_restarts_nothing(sandbox)
     stanza.write_text(LOGROTATE_STANZA.format(log=log, svctl=svctl))
     state = sandbox.base / "logrotate.state"
     for _ in range(2):
-        poll_until(lambda: log.exists() and log.stat().st_size > 0, what="output in the live log")
+        poll_until(lambda: (size_of(log) or 0) > 0, what="output in the live log")
         rotated = subprocess.run(["logrotate", "--force", "--state", str(state), str(stanza)],
                                  capture_output=True, text=True, env=CLIENT_PATH, timeout=30, cwd=os.getcwd())
         assert rotated.returncode == 0, rotated.stderr
     assert (sandbox.log / "demo.log.2.gz").exists() and (sandbox.log / "demo.log.1").exists()
     size = log.stat().st_size if log.exists() else 0
-    poll_until(lambda: log.exists() and log.stat().st_size > size, what="new output in the live log")
+    poll_until(lambda: (size_of(log) or 0) > size, what="new output in the live log")
     assert sandbox.service_pid() == service, "a postrotate reload of identical config restarted the service"
     assert sandbox.cli("stop", "demo").returncode == 0
 
@@ -114,7 +114,7 @@ def test_copytruncate_resets_the_rotation_size(sandbox):
     log = sandbox.log / "demo.log"
     sandbox.service("demo", command=[PYTHON, SERVICE, "--chatty"], log_max_bytes=1500, log_backups=2)
     assert sandbox.cli("start", "demo").returncode == 0  # ~25 bytes every 50 ms
-    poll_until(lambda: log.exists() and log.stat().st_size > 1000, what="the log nearly full")
+    poll_until(lambda: (size_of(log) or 0) > 1000, what="the log nearly full")
     shutil.copy(log, sandbox.log / "copied")
     os.truncate(log, 0)  # what copytruncate does
     time.sleep(0.5)  # ten ticks: ~250 bytes, which only the old size would push over 1500

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IS_ROOT, PYTHON, REPO, SERVICE, alive, poll_until, as_nobody
+from conftest import IS_ROOT, PYTHON, REPO, SERVICE, alive, poll_until, as_nobody, size_of
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="needs root: the attacker is nobody, the victim root")
 
@@ -103,7 +103,7 @@ def test_status_does_not_print_a_file_the_log_symlink_names(sandbox):
     log = userdir / "demo.log"
     sandbox.service("demo", log_file=str(log))
     assert sandbox.cli("start", "demo").returncode == 0
-    poll_until(lambda: log.exists() and log.stat().st_size > 0, what="the service's first line")
+    poll_until(lambda: (size_of(log) or 0) > 0, what="the service's first line")
 
     def plant():
         os.unlink(log)
@@ -138,7 +138,7 @@ def test_reopen_through_a_planted_symlink_keeps_the_old_log_and_the_supervisor(s
     sandbox.service("demo", command=[PYTHON, SERVICE, "--chatty"], log_file=str(log))
     assert sandbox.cli("start", "demo").returncode == 0
     supervisor = sandbox.supervisor_pid()
-    poll_until(lambda: log.exists() and log.stat().st_size > 0, what="output")
+    poll_until(lambda: (size_of(log) or 0) > 0, what="output")
     kept = os.open(log, os.O_RDONLY)  # the file the supervisor writes to, after it is unlinked
 
     def plant():
@@ -333,7 +333,7 @@ def test_a_lost_log_directory_is_made_again_at_reopen(sandbox):
     result = sandbox.cli("reopen-logs", "demo")
     assert result.returncode == 0, result.stderr
     log = sandbox.log / "demo.log"
-    poll_until(lambda: log.exists() and log.stat().st_size > 0, what="output in the new log file")
+    poll_until(lambda: (size_of(log) or 0) > 0, what="output in the new log file")
     assert [e["event"] for e in sandbox.events()] == ["logs_reopened"]
     assert sandbox.cli("stop", "demo").returncode == 0
 
