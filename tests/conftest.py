@@ -93,6 +93,15 @@ def poll_until(predicate, timeout: float = 5.0, what: str = "condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
+def free_port() -> int:
+    """A TCP port free on [::1] right now (the kernel's pick)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6) as sock:
+        sock.bind(("::1", 0))
+        return sock.getsockname()[1]
+
+
 def size_of(path):
     """The size of PATH, or None while it does not exist (a log between rotation's rename and reopen)."""
     try:

@@ -13,15 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import IS_ROOT, PYTHON, SERVICE, alive, poll_until, processes_with
+from conftest import IS_ROOT, PYTHON, SERVICE, alive, free_port, poll_until, processes_with
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="needs root: supervisors write PID files and signal as root")
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET6) as sock:
-        sock.bind(("::1", 0))
-        return sock.getsockname()[1]
 
 
 def test_twenty_parallel_starts_give_one_supervisor_and_one_service(sandbox):

@@ -11,18 +11,11 @@ import urllib.request
 
 import pytest
 
-from conftest import IS_ROOT, PYTHON, REPO, poll_until
+from conftest import IS_ROOT, PYTHON, REPO, free_port, poll_until
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="needs root: supervisors write PID files and signal as root")
 SERVER = str(REPO / "tests" / "children" / "confserver.py")
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET6) as sock:
-        sock.bind(("::1", 0))
-        return sock.getsockname()[1]
 
 
 def answer(port: int) -> str | None:

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import IS_ROOT, alive, poll_until
+from conftest import IS_ROOT, alive, free_port, poll_until
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="needs root: the attacker is nobody")
 
@@ -45,13 +45,6 @@ while True:
 """
 VICTIM_TEXT = '{"message": "root\'s own file"}\n'
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET6) as sock:
-        sock.bind(("::1", 0))
-        return sock.getsockname()[1]
 
 
 def as_nobody(*command: str) -> None:
