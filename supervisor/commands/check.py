@@ -1,27 +1,40 @@
 """``svctl check NAME [--json]``: validate the service definition and the service's own config.
 
-Findings print as ``SEVERITY: message`` with an indented ``fix:`` line; the exit code is 0 when
-nothing is an error and 6 (not configured / config invalid) otherwise. A service definition that
-does not load is itself exit 6, with the one-line ConfigError.
+Findings print as ``SEVERITY: message`` with an indented ``fix:`` line. Exit codes:
+0 nothing wrong; 6 (not configured) when any finding is an error, or the service definition does
+not load (the one-line ConfigError); 4 (LSB "insufficient privilege") when there is no error but
+some findings could not be checked by this caller (a non-root user: the key is 0600, the state
+directory 0750, the check command runs as root): those print as "not checked as USER: ...", never
+as "missing", and the summary line says how many.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
-from supervisor.errors import Exit
+from supervisor.errors import Exit, SvctlError
 from supervisor.names import validate_name
 
 
 def _check_command_finding(config):
     """The service's own ``check`` command (for JupyterHub: --show-config --no-db)."""
-    from supervisor.jupyterhub.doctor import ERROR, INFO, Finding
+    from supervisor.jupyterhub.doctor import ERROR, INFO, Finding, unchecked
+    from supervisor.jupyterhub.probe_files import acts_as_service, caller_name
     from supervisor.unix.validate import run_check
 
     if not config.check:
         return Finding(INFO, "no-check", "the service file has no `check` command: config edits are not "
                        "validated before a restart", "add check = [...] to " + config.path)
+    why = acts_as_service(config)
+    if why:
+        # Run as this caller instead, it would fail on what only the service's user may read (the
+        # hub's cookie secret) and report a broken config that is not broken.
+        from supervisor.jupyterhub.doctor import Facts, HostFacts
+
+        facts = Facts(HostFacts(True, True, True), caller=caller_name())
+        return unchecked(facts, "check-not-run", f"the service's `check` command ({config.check[0]})", why)
     result = run_check(config)
     if result.ok:
         return Finding(INFO, "check-passed", f"{' '.join(config.check[:1])} check passed ({result.seconds:.1f} s)")
@@ -31,32 +44,66 @@ def _check_command_finding(config):
                    f"fix the config; the full command is: {' '.join(config.check)}")
 
 
+def _load(name: str, config_dir: str):
+    """The service definition; one that this non-root caller may not read is exit 4, not "invalid"."""
+    from supervisor.config import load, service_path
+    from supervisor.errors import ConfigError
+
+    try:
+        return load(name, config_dir)  # ConfigError -> exit 6 via the CLI
+    except ConfigError:
+        path = service_path(name, config_dir)
+        if os.geteuid() != 0:
+            try:
+                os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW))
+            except PermissionError:
+                from supervisor.jupyterhub.probe_files import caller_name, closed_reason
+
+                raise SvctlError(f"not checked as {caller_name()}: {closed_reason(path)}; run svctl check as root",
+                                 Exit.NOT_ROOT) from None
+            except OSError:
+                pass
+        raise
+
+
 def check(context, args: list[str]) -> int:
     from supervisor.cli import options_for
-    from supervisor.config import ensure_programs_trusted, load
+    from supervisor.config import ensure_programs_trusted
 
     options = options_for(context, "check", args)
     as_json = options.flag("--json")
-    config = load(validate_name(options.name), context.config_dir)  # ConfigError -> exit 6 via the CLI
+    config = _load(validate_name(options.name), context.config_dir)
     ensure_programs_trusted(config)  # the check runs check[0] as root: same rule as a start
     findings = [_check_command_finding(config)]
     if config.preset == "jupyterhub":
         from supervisor.jupyterhub.probe import run_doctor
 
         findings += run_doctor(config)
-    from supervisor.jupyterhub.doctor import ERROR, SEVERITY_ORDER
+    from supervisor.jupyterhub.doctor import ERROR, SEVERITY_ORDER, UNCHECKED
 
     findings.sort(key=lambda finding: SEVERITY_ORDER[finding.severity])
     errors = sum(finding.severity == ERROR for finding in findings)
+    not_checked = sum(finding.severity == UNCHECKED for finding in findings)
     if as_json:
-        json.dump({"service": config.name, "file": config.path, "ok": errors == 0,
+        json.dump({"service": config.name, "file": config.path, "ok": errors == 0, "unchecked": not_checked,
                    "findings": [finding.__dict__ for finding in findings]}, sys.stdout, indent=2)
         print()
     else:
         for finding in findings:
-            print(f"{finding.severity}: {finding.message}")
+            # an unchecked finding's message already starts "not checked as USER:"
+            print(finding.message if finding.severity == UNCHECKED else f"{finding.severity}: {finding.message}")
             if finding.fix:
                 print(f"    fix: {finding.fix}")
-        verdict = "OK" if errors == 0 else f"{errors} error{'s' if errors != 1 else ''}"
-        print(f"{config.name}: {verdict} ({len(findings)} findings)")
-    return Exit.OK if errors == 0 else Exit.NOT_CONFIGURED
+        print(f"{config.name}: {_verdict(errors, not_checked)} ({len(findings)} findings)")
+    if errors:
+        return Exit.NOT_CONFIGURED
+    return Exit.NOT_ROOT if not_checked else Exit.OK
+
+
+def _verdict(errors: int, not_checked: int) -> str:
+    if errors:
+        return f"{errors} error{'s' if errors != 1 else ''}" + (f", {not_checked} not checked" if not_checked else "")
+    if not_checked:
+        return (f"no errors found, but {not_checked} finding{'s' if not_checked != 1 else ''} could not be "
+                "checked without root: run svctl check as root")
+    return "OK"

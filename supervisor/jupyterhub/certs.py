@@ -1,8 +1,9 @@
-"""The hub's self-signed TLS certificate: make one, and say what is wrong with an existing one.
+"""The hub's self-signed TLS certificate: make one, and read what an existing one says.
 
 Uses the ``cryptography`` package (JupyterHub depends on it through certipy), falling back to the
 seed's ``openssl req -x509 -nodes -newkey rsa:2048`` when it is missing. The key is created 0600
-from the first byte: it is never briefly readable by others.
+from the first byte: it is never briefly readable by others. Reading (describe) works on bytes the
+caller read safely, with the same two backends; the doctor judges the dates.
 """
 
 from __future__ import annotations
@@ -97,54 +98,176 @@ def _generate_openssl(cert_path: str, key_path: str, address: str) -> None:
     os.chmod(key_path, 0o600)
 
 
+# Reading a certificate: what `svctl check` judges (expiry, key match), never trusting the path.
+#
+# The caller reads the bytes (through the safe file layer: the pair may sit in a user's directory)
+# and hands them over; nothing here opens a path, so a link planted there cannot redirect it.
+# ``cryptography`` is only Recommended by the .deb and a test extra in setup.cfg, so svctl's own
+# Python may lack it; then the bytes go to `openssl x509` / `openssl pkey` on stdin (openssl is
+# what generate() falls back on, and it too never sees the path).
+
+
 @dataclass(frozen=True)
 class CertReport:
-    """What is known about a certificate/key pair; problems are human sentences."""
+    """What a certificate/key pair says, without judging dates (the doctor does, with its clock).
+
+    problems are sentences for what no clock changes: an unparsable certificate or key, a key
+    that does not belong to the certificate. warnings is kept for older callers and stays empty.
+    """
 
     not_after: datetime.datetime | None
     problems: tuple[str, ...]
-    warnings: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
+    not_before: datetime.datetime | None = None
+    self_signed: bool | None = None  # issuer == subject: `init --renew-cert` can replace it
+    key_matches: bool | None = None  # None: the key was not given (unreadable to the caller)
+    refused: tuple[str, ...] = ()  # files the safe file layer would not read (a link in a user's directory)
 
 
-def inspect(cert_path: str, key_path: str, now: datetime.datetime | None = None) -> CertReport:
-    """Expired, not yet valid, unreadable, or not matching the key. Needs ``cryptography``."""
+@dataclass(frozen=True)
+class _Parsed:
+    not_before: datetime.datetime
+    not_after: datetime.datetime
+    self_signed: bool
+    public_key: bytes  # the certificate's SubjectPublicKeyInfo, in a form both backends compare
+
+
+def describe(cert_pem: bytes, key_pem: bytes | None, cert_path: str = "certificate", key_path: str = "key",
+             *, backend: str | None = None) -> CertReport:
+    """Parse CERT_PEM (and KEY_PEM unless None); BACKEND "cryptography" or "openssl" (tests), else
+    the first available. Never raises: what cannot be read becomes a problem."""
+    backend = backend or _backend()
+    if backend is None:
+        return CertReport(None, (f"cannot read certificate {cert_path}: neither the cryptography package "
+                                 "nor openssl is installed",))
+    parse, public_key_of = (_parse_cryptography, _key_cryptography) if backend == "cryptography" \
+        else (_parse_openssl, _key_openssl)
+    try:
+        parsed = parse(cert_pem)
+    except CertError as exc:
+        return CertReport(None, (f"certificate {cert_path} is not a PEM certificate: {exc}",))
+    problems: list[str] = []
+    matches = None
+    if key_pem is not None:
+        try:
+            matches = public_key_of(key_pem) == parsed.public_key
+        except CertError as exc:
+            problems.append(f"key {key_path} is not an unencrypted PEM private key: {exc}")
+        else:
+            if not matches:
+                problems.append(f"certificate {cert_path} does not match key {key_path}")
+    return CertReport(parsed.not_after, tuple(problems), (), parsed.not_before, parsed.self_signed, matches)
+
+
+def inspect(cert_path: str, key_path: str) -> CertReport:
+    """describe() on the files (read as whoever controls their directories); OSError propagates."""
+    from supervisor.unix import userfiles
+
+    cert_pem = userfiles.read_bytes(cert_path, PEM_LIMIT)
+    if cert_pem is None:
+        raise FileNotFoundError(2, "No such file or directory", cert_path)
+    return describe(cert_pem, userfiles.read_bytes(key_path, PEM_LIMIT), cert_path, key_path)
+
+
+PEM_LIMIT = 1 << 20  # a chain of a few certificates is a few KiB; a larger file is not a certificate
+
+
+def _backend() -> str | None:
+    try:
+        from cryptography import x509  # noqa: F401 (probe)
+    except ImportError:
+        return "openssl" if shutil.which("openssl") else None
+    return "cryptography"
+
+
+def _parse_cryptography(cert_pem: bytes) -> _Parsed:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    now = now or datetime.datetime.now(datetime.UTC)
     try:
-        with open(cert_path, "rb") as handle:
-            certificate = x509.load_pem_x509_certificate(handle.read())
-    except (OSError, ValueError) as exc:
-        return CertReport(None, (f"cannot read certificate {cert_path}: {exc}",), ())
-    problems: list[str] = []
-    warnings: list[str] = []
-    not_after, not_before = _validity(certificate)
-    if not_after <= now:
-        problems.append(f"certificate {cert_path} expired on {not_after:%Y-%m-%d}")
-    elif not_after - now < datetime.timedelta(days=30):
-        warnings.append(f"certificate {cert_path} expires on {not_after:%Y-%m-%d}")
-    if not_before > now:
-        problems.append(f"certificate {cert_path} is not valid before {not_before:%Y-%m-%d %H:%M}")
-    try:
-        with open(key_path, "rb") as handle:
-            key = serialization.load_pem_private_key(handle.read(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
-        problems.append(f"cannot read key {key_path}: {exc}")
-    else:
-        public = serialization.PublicFormat.SubjectPublicKeyInfo
-        if (key.public_key().public_bytes(serialization.Encoding.DER, public)
-                != certificate.public_key().public_bytes(serialization.Encoding.DER, public)):
-            problems.append(f"certificate {cert_path} does not match key {key_path}")
-    return CertReport(not_after, tuple(problems), tuple(warnings))
-
-
-def _validity(certificate) -> tuple[datetime.datetime, datetime.datetime]:
-    """(not after, not before) as aware UTC datetimes; the *_utc properties need cryptography >= 42,
-    Debian 12 ships 38."""
+        certificate = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError as exc:
+        raise CertError(_first_sentence(exc)) from None
+    # the *_utc properties need cryptography >= 42; Debian 12 ships 38
     after = getattr(certificate, "not_valid_after_utc", None)
     before = getattr(certificate, "not_valid_before_utc", None)
-    if after is None:
+    if after is None or before is None:
         after = certificate.not_valid_after.replace(tzinfo=datetime.UTC)
         before = certificate.not_valid_before.replace(tzinfo=datetime.UTC)
-    return after, before
+    spki = certificate.public_key().public_bytes(serialization.Encoding.DER,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+    return _Parsed(before, after, certificate.issuer == certificate.subject, spki)
+
+
+def _key_cryptography(key_pem: bytes) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as exc:  # TypeError: the key is encrypted
+        raise CertError(_first_sentence(exc)) from None
+    return key.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _first_sentence(exc: Exception) -> str:
+    """cryptography's messages run on with a FAQ link: keep the first sentence."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+    return text.split(". See ")[0].rstrip(".")
+
+
+def _openssl(args: list[str], data: bytes) -> str:
+    """openssl ARGS with DATA on stdin; its stdout. LC_ALL=C: the dates below are parsed in English."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise CertError("openssl is not installed")
+    try:
+        result = subprocess.run([openssl, *args], input=data, capture_output=True, timeout=30, check=False,
+                                env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"})
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CertError(f"openssl {args[0]}: {exc}") from None
+    if result.returncode != 0:
+        lines = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise CertError(f"openssl {args[0]}: {lines[0] if lines else 'failed'}")
+    return result.stdout.decode("utf-8", "replace")
+
+
+def _parse_openssl(cert_pem: bytes) -> _Parsed:
+    fields = {}
+    for line in _openssl(["x509", "-noout", "-startdate", "-enddate", "-subject", "-issuer",
+                          "-nameopt", "RFC2253"], cert_pem).splitlines():
+        name, _, value = line.partition("=")
+        fields[name.strip()] = value.strip()
+    try:
+        before, after = _openssl_time(fields["notBefore"]), _openssl_time(fields["notAfter"])
+    except (KeyError, ValueError):
+        raise CertError("openssl printed no validity dates") from None
+    public = _openssl(["x509", "-noout", "-pubkey"], cert_pem)
+    return _Parsed(before, after, fields.get("subject") == fields.get("issuer"), _pem_body(public))
+
+
+def _key_openssl(key_pem: bytes) -> bytes:
+    # -passin pass: makes an encrypted key fail at once instead of prompting on the terminal
+    return _pem_body(_openssl(["pkey", "-pubout", "-passin", "pass:"], key_pem))
+
+
+def _pem_body(text: str) -> bytes:
+    """The DER inside a PEM block: what cryptography's public_bytes(DER) gives too."""
+    import base64
+
+    lines = [line.strip() for line in text.strip().splitlines()]
+    try:
+        return base64.b64decode("".join(line for line in lines if line and not line.startswith("-----")))
+    except ValueError:
+        raise CertError("openssl printed no public key") from None
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _openssl_time(text: str) -> datetime.datetime:
+    """``Dec  1 14:13:05 2026 GMT`` (ASN1_TIME_print, always English and GMT) as aware UTC."""
+    month, day, clock, year, *_ = text.split()
+    hour, minute, second = clock.split(":")
+    return datetime.datetime(int(year), _MONTHS.index(month) + 1, int(day), int(hour), int(minute),
+                             int(float(second)), tzinfo=datetime.UTC)  # GeneralizedTime may have .fff

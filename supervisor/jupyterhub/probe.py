@@ -1,8 +1,9 @@
 """Gather the facts the doctor judges: addresses, resolvers, file modes, ports, installed tools.
 
-The impure half of ``svctl check jupyterhub`` (doctor.py is the pure half). Nothing here changes
-state: ports are tested with a bind that is closed at once, and jupyter_server with an import probe
-in the hub's own interpreter (never the hub's config).
+The impure half of ``svctl check jupyterhub`` (the doctor package is the pure half; probe_files
+reads files and programs as the caller may). Nothing here changes state: ports and 127.0.0.1 are
+tested with a bind that is closed at once, and jupyter_server with an import probe in the hub's own
+interpreter (never the hub's config).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from pathlib import Path
 import psutil
 
 from supervisor.config import ServiceConfig
-from supervisor.jupyterhub import certs
-from supervisor.jupyterhub.doctor import Facts, Finding, HostFacts, PortState, diagnose, host_of, resolve
+from supervisor.jupyterhub import probe_files
+from supervisor.jupyterhub.doctor import (ERROR, Facts, Finding, HostFacts, PortState, diagnose, host_of,
+                                          hub_user_names, resolve, unchecked)
+from supervisor.jupyterhub.probe_files import interpreter as _interpreter
 from supervisor.jupyterhub.pyconfig import ConfigFile, config_path_from_command, read_config
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -31,6 +34,20 @@ def _families(name: str) -> set[int]:
         return set()
 
 
+def ipv4_loopback() -> bool:
+    """Whether 127.0.0.1 can be bound, exactly what jupyter_client's TCP kernels do (closed at once).
+
+    Asked of the kernel rather than read from the interface list: 127.0.0.1 works whenever any
+    127.x/8 address is on lo, and fails (EADDRNOTAVAIL) in a namespace whose lo has ::1 only, or
+    (EAFNOSUPPORT) in a kernel without IPv4."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+    except OSError:
+        return False
+    return True
+
+
 def host_facts() -> HostFacts:
     has_ipv4 = any(entry.family == socket.AF_INET
                    for entries in psutil.net_if_addrs().values() for entry in entries)
@@ -38,14 +55,8 @@ def host_facts() -> HostFacts:
     localhost, hostname = _families("localhost"), _families(socket.gethostname())
     return HostFacts(has_ipv4=has_ipv4,
                      localhost_ipv6=socket.AF_INET6 in localhost and socket.AF_INET not in localhost,
-                     hostname_ipv6=socket.AF_INET6 in hostname and socket.AF_INET not in hostname)
-
-
-def _mode(path: str) -> int | None:
-    try:
-        return os.stat(path).st_mode & 0o777
-    except OSError:
-        return None
+                     hostname_ipv6=socket.AF_INET6 in hostname and socket.AF_INET not in hostname,
+                     ipv4_loopback=ipv4_loopback())
 
 
 def _endpoints(hub: ConfigFile) -> list[tuple[str, str, int]]:
@@ -117,8 +128,11 @@ def port_state(setting: str, host: str, port: int, ours: set[int], external_prox
         else:
             return PortState(setting, host, port, "free")
     owner = _listener(port)
+    if owner is None and os.geteuid() != 0:  # others' sockets show no PID to a non-root caller
+        return PortState(setting, host, port, "unknown", "it is in use, by a process only root may see "
+                         "(perhaps the hub itself)")
     if owner is None:
-        return PortState(setting, host, port, "taken", "another process (run as root to see which)")
+        return PortState(setting, host, port, "taken", "another process (gone before it could be named)")
     if owner.pid in ours:
         return PortState(setting, host, port, "ours", f"pid {owner.pid}")
     try:
@@ -143,28 +157,12 @@ def ports(hub: ConfigFile, config: ServiceConfig, host: HostFacts) -> tuple[Port
     return tuple(states)
 
 
-def _proxy(hub: ConfigFile, path: str) -> str | None:
+def _proxy_wanted(hub: ConfigFile) -> str:
+    """ConfigurableHTTPProxy.command's program (a list or a string), else the name the hub runs."""
     command = hub.get("ConfigurableHTTPProxy.command")
-    program = command[0] if isinstance(command, list) and command and isinstance(command[0], str) else \
-        command if isinstance(command, str) else "configurable-http-proxy"
-    if os.path.isabs(program):
-        return program if os.access(program, os.X_OK) else None
-    return shutil.which(program, path=path)
-
-
-def _interpreter(program: str) -> str | None:
-    """The Python a console script runs with, from its #! line."""
-    try:
-        with open(program, "rb") as handle:
-            first = handle.readline(512).decode("utf-8", "replace")
-    except OSError:
-        return None
-    if not first.startswith("#!"):
-        return None
-    words = first[2:].split()
-    if words and os.path.basename(words[0]) == "env" and len(words) > 1:
-        return shutil.which(words[1])
-    return words[0] if words else None
+    if isinstance(command, list) and command and isinstance(command[0], str):
+        return command[0]
+    return command if isinstance(command, str) and command else "configurable-http-proxy"
 
 
 LOCAL_PROCESS_SPAWNERS = ("localprocess", "jupyterhub.spawner.LocalProcessSpawner")
@@ -200,28 +198,31 @@ def jupyter_server_installed(config: ServiceConfig) -> bool | None:
     The interpreter comes from command[0]'s #! line, a file the service's user may control: it
     runs as that user (like the hub itself), or, for a hub that runs as root, only when root alone
     controls the interpreter and its path (docs/security.md X2): never someone's code as root.
+    A non-root caller asks only for a service that runs as itself (acts_as_service).
     """
+    import pwd
+
+    from supervisor.unix.validate import check_environment, runs_as_root
+
+    if probe_files.acts_as_service(config):
+        return None
     python = _interpreter(config.command[0])
     if python is None:
         return None
-    from supervisor.unix.validate import check_environment, runs_as_root
-
     identity: dict = {}
-    if runs_as_root(config.user):
+    try:
+        account = pwd.getpwnam(config.user) if config.user else None
+    except KeyError:
+        return None  # the service file's own check says the user is unknown
+    if os.geteuid() == 0 and runs_as_root(config.user):
         from supervisor.unix.trustchain import check_chain
 
         if check_chain(python) or check_chain(config.command[0]):
             return None
         account = None
-    else:
-        import pwd
-
-        account = pwd.getpwnam(config.user)
-        if os.geteuid() == 0:
-            identity = {"user": account.pw_uid, "group": account.pw_gid,
-                        "extra_groups": os.getgrouplist(account.pw_name, account.pw_gid)}
-        elif os.geteuid() != account.pw_uid:
-            return None
+    elif os.geteuid() == 0 and account is not None:
+        identity = {"user": account.pw_uid, "group": account.pw_gid,
+                    "extra_groups": os.getgrouplist(account.pw_name, account.pw_gid)}
     try:
         result = subprocess.run([python, "-c", "import importlib.util as u, sys; "
                                  "sys.exit(u.find_spec('jupyter_server') is None)"],
@@ -236,8 +237,6 @@ def missing_users(hub: ConfigFile) -> tuple[str, ...]:
     """The names the hub's config lets in that have no system account (PAM looks them up)."""
     import pwd
 
-    from supervisor.jupyterhub.doctor import hub_user_names
-
     missing = []
     for name in hub_user_names(hub):
         try:
@@ -247,33 +246,88 @@ def missing_users(hub: ConfigFile) -> tuple[str, ...]:
     return tuple(missing)
 
 
+def homes(hub: ConfigFile) -> dict[str, str]:
+    """Home directories of the allowed users that exist: where their kernels' sockets go by default."""
+    import pwd
+
+    found = {}
+    for name in hub_user_names(hub):
+        try:
+            found[name] = pwd.getpwnam(name).pw_dir
+        except KeyError:
+            continue
+    return found
+
+
+def install_commands(missing: set[str]) -> dict[str, tuple[str, ...]]:
+    """For each missing role, the commands that install it on this OS (locate.py's, minus its
+    comment lines: a finding's fix is one line). Empty: the doctor's generic hint."""
+    try:
+        from supervisor.jupyterhub import locate
+
+        text = locate.os_release()
+        return {role: tuple(command for command in locate.install_commands(
+                    text, need_hub=role == "jupyterhub", need_proxy=role == "configurable-http-proxy")
+                    if not command.startswith("#"))
+                for role in missing & {"jupyterhub", "configurable-http-proxy"}}
+    except (ImportError, AttributeError, TypeError):  # an older locate.py: the generic hint will do
+        return {}
+
+
 def gather(config: ServiceConfig, hub: ConfigFile) -> Facts:
     host = host_facts()
+    closed: dict[str, str] = {}
     paths = [hub.get(key) for key in ("JupyterHub.cookie_secret_file", "JupyterHub.ssl_key", "JupyterHub.ssl_cert")]
     paths.append("jupyterhub_cookie_secret")
-    modes = {resolve(path, config): _mode(resolve(path, config)) for path in paths if isinstance(path, str) and path}
     cert, key = hub.get("JupyterHub.ssl_cert"), hub.get("JupyterHub.ssl_key")
     report = None
     if isinstance(cert, str) and isinstance(key, str) and cert and key:
-        cert_path, key_path = resolve(cert, config), resolve(key, config)
-        if os.path.exists(cert_path):
-            try:
-                report = certs.inspect(cert_path, key_path)
-            except ImportError:
-                report = None  # without the cryptography package only presence is checked
+        report = probe_files.cert_report(resolve(cert, config), resolve(key, config), closed)
+    proxy_tls = None
+    if hub.get("ConfigurableHTTPProxy.should_start", True) is False:
+        proxy_tls = probe_files.proxy_tls(config, closed)
+        if proxy_tls is not None:
+            paths += [proxy_tls.cert, proxy_tls.key]
+    modes = {}
+    for path in {resolve(path, config) for path in paths if isinstance(path, str) and path}:
+        modes[path], why = probe_files.file_mode(path)
+        if why:
+            closed.setdefault(path, why)
     search_path = config.env.get("PATH", DEFAULT_PATH)
+    uid = probe_files.runner(config.user, config.path)
+    programs = (probe_files.program("jupyterhub", config.command[0], search_path, uid),
+                probe_files.program("configurable-http-proxy", _proxy_wanted(hub), search_path, uid),
+                probe_files.program("node", "node", search_path, uid))
+    not_run = {}
+    why = probe_files.acts_as_service(config)
+    if why:
+        not_run["whether jupyter_server is installed next to jupyterhub (the hub's Python is run to ask)"] = why
+    found = {program.role: program.found for program in programs}
     return Facts(host=host, modes=modes, cert=report, ports=ports(hub, config, host),
-                 node=shutil.which("node", path=search_path), proxy=_proxy(hub, search_path),
+                 node=found["node"], proxy=found["configurable-http-proxy"],
                  jupyter_server=jupyter_server_installed(config), missing_users=missing_users(hub),
-                 singleuser_blocked=singleuser_blocked(hub, search_path))
+                 singleuser_blocked=singleuser_blocked(hub, search_path), caller=probe_files.caller_name(),
+                 closed=closed, programs=programs, proxy_tls=proxy_tls, not_run=not_run, homes=homes(hub),
+                 install=install_commands({program.role for program in programs if program.problem}))
 
 
 def run_doctor(config: ServiceConfig) -> list[Finding]:
     """Read the hub config named by the service's command, gather facts, judge them."""
     path = config_path_from_command(config.command, config.working_directory)
+    from supervisor.unix.asuser import AsUserError
+
     try:
         hub = read_config(path)
+    except (PermissionError, AsUserError) as exc:
+        if os.geteuid() == 0:
+            return [Finding(ERROR, "no-config", f"cannot read {path}: {exc.strerror or exc}",
+                            "make it a regular file root can read")]
+        # AsUserError: it is in another user's directory, which only root may read as that user
+        facts = Facts(HostFacts(True, True, True), caller=probe_files.caller_name())
+        why = probe_files.closed_reason(path) if isinstance(exc, PermissionError) else str(exc)
+        return [unchecked(facts, "no-config", f"the hub's config {path} (everything in it)", why)]
     except OSError as exc:
-        return [Finding("error", "no-config", f"cannot read {path}: {exc.strerror}",
-                        "svctl init jupyterhub writes one")]
+        missing = isinstance(exc, FileNotFoundError)
+        return [Finding(ERROR, "no-config", f"cannot read {path}: {exc.strerror or exc}",
+                        "svctl init jupyterhub writes one" if missing else "make it a regular file root can read")]
     return diagnose(config, hub, gather(config, hub), running_as_root=os.geteuid() == 0)

@@ -8,13 +8,15 @@ import pytest
 
 from supervisor.config import from_mapping
 from supervisor.jupyterhub.certs import CertReport
-from supervisor.jupyterhub.doctor import (ERROR, INFO, WARNING, Facts, HostFacts, PortState, diagnose,
-                                          ipv6_findings)
+from supervisor.jupyterhub.doctor import (ERROR, INFO, UNCHECKED, WARNING, Facts, HostFacts, PortState, Program,
+                                          ProxyTls, diagnose, expiry_findings, hub_program_findings, ipv6_findings,
+                                          kernel_findings, kernel_transport, tool_findings)
 from supervisor.jupyterhub.pyconfig import UNKNOWN, config_path_from_command, parse_config
 
 NO_IPV4 = HostFacts(has_ipv4=False, localhost_ipv6=False, hostname_ipv6=False)
 DUAL = HostFacts(has_ipv4=True, localhost_ipv6=False, hostname_ipv6=False)
 TOOLS = dict(node="/usr/bin/node", proxy="/usr/bin/configurable-http-proxy", jupyter_server=True)
+NOW = datetime.datetime(2030, 6, 1, 12, 0, tzinfo=datetime.UTC)
 
 GOOD = '''
 import os
@@ -25,6 +27,7 @@ c.JupyterHub.ssl_key = "/srv/jh/ssl/jupyterhub.key"
 c.JupyterHub.hub_bind_url = "http://[::1]:9081"
 c.ConfigurableHTTPProxy.api_url = "http://[::1]:9001"
 c.Spawner.ip = "::1"
+c.Spawner.args = ["--KernelManager.transport=ipc"]
 c.JupyterHub.db_url = "sqlite:////srv/jh/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = "/srv/jh/jupyterhub_cookie_secret"
 c.ConfigurableHTTPProxy.pid_file = "/srv/jh/jupyterhub-proxy.pid"
@@ -159,9 +162,10 @@ class TestDoctor:
         modes = {**GOOD_MODES, "/srv/jh/ssl/jupyterhub.crt": None}
         assert codes(diagnose(service(), parse_config(GOOD), facts(modes=modes)), ERROR) == ["tls"]
         report = CertReport(datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC),
-                            ("certificate x expired on 2020-01-01", "certificate x does not match key y"), ())
-        findings = diagnose(service(), parse_config(GOOD), facts(cert=report))
-        assert codes(findings, ERROR) == ["tls", "tls"]
+                            ("certificate x does not match key y",), self_signed=True, key_matches=False)
+        findings = diagnose(service(), parse_config(GOOD), facts(cert=report, now=NOW))
+        assert codes(findings, ERROR) == ["cert-expired", "tls"]
+        assert all("--force" not in f.fix for f in findings if f.code.startswith(("tls", "cert")))
 
     def test_ports_taken_by_someone_else_but_not_by_ourselves(self):
         ports = (PortState("JupyterHub.bind_url", "::1", 9443, "taken", "pid 7 (node configurable-http-proxy)"),
@@ -213,3 +217,215 @@ class TestUsers:
 
         hub = parse_config('c.Authenticator.allowed_users = {"root", "no-such-user-svctl-x"}\n', "/x.py")
         assert missing_users(hub) == ("no-such-user-svctl-x",)
+
+
+NO_LOOPBACK = HostFacts(has_ipv4=False, localhost_ipv6=False, hostname_ipv6=False, ipv4_loopback=False)
+WITHOUT_IPC = GOOD.replace('c.Spawner.args = ["--KernelManager.transport=ipc"]\n', "")
+
+
+class TestKernels:
+    """Item 12: jupyter_client binds kernels on 127.0.0.1 unless the user servers use ipc."""
+
+    def test_no_ipv4_loopback_without_ipc_is_an_error_with_the_fix(self):
+        [finding] = [f for f in diagnose(service(), parse_config(WITHOUT_IPC), facts(host=NO_LOOPBACK))
+                     if f.code == "kernel-transport"]
+        assert finding.severity == ERROR
+        assert finding.message.startswith("kernels will not start on this IPv6-only host")
+        assert "'--KernelManager.transport=ipc' to c.Spawner.args" in finding.fix
+        assert "svctl init jupyterhub --force writes it" in finding.fix
+
+    def test_ipc_in_spawner_args_passes(self):
+        assert "kernel-transport" not in codes(diagnose(service(), parse_config(GOOD), facts(host=NO_LOOPBACK)))
+
+    @pytest.mark.parametrize("args", ['["--KernelManager.transport", "ipc"]', '["--KernelManager.transport=IPC"]',
+                                      '["--debug", "--AsyncIOLoopKernelManager.transport=ipc"]',
+                                      '["--ConnectionFileMixin.transport=ipc"]'])
+    def test_every_spelling_traitlets_accepts(self, args):
+        hub = parse_config(WITHOUT_IPC + f"c.Spawner.args = {args}\n")
+        assert kernel_transport(hub)[0] == "ipc"
+        assert "kernel-transport" not in codes(kernel_findings(hub, facts(host=NO_LOOPBACK)))
+
+    def test_the_most_specific_spawner_section_decides(self):
+        """c.LocalProcessSpawner.args replaces c.Spawner.args for LocalProcessSpawner (traitlets)."""
+        hub = parse_config(GOOD + 'c.LocalProcessSpawner.args = ["--debug"]\n')
+        assert kernel_transport(hub) == ("tcp", "LocalProcessSpawner.args")
+        [finding] = kernel_findings(hub, facts(host=NO_LOOPBACK))
+        assert finding.severity == ERROR and "c.LocalProcessSpawner.args (line" in finding.message
+
+    def test_a_later_transport_overrides_an_earlier_one(self):
+        hub = parse_config(WITHOUT_IPC + 'c.Spawner.args = ["--KernelManager.transport=ipc", '
+                           '"--KernelManager.transport=tcp"]\n')
+        assert kernel_transport(hub)[0] == "tcp"
+
+    def test_the_hubs_own_kernel_manager_setting_is_named_as_not_reaching_users(self):
+        hub = parse_config(WITHOUT_IPC + 'c.KernelManager.transport = "ipc"\n')
+        [finding] = kernel_findings(hub, facts(host=NO_LOOPBACK))
+        assert finding.severity == ERROR and "applies to the hub, not to user servers" in finding.message
+
+    def test_computed_args_are_a_warning_only_without_loopback(self):
+        hub = parse_config(WITHOUT_IPC + "c.Spawner.args = make_args()\n")
+        assert [f.severity for f in kernel_findings(hub, facts(host=NO_LOOPBACK))] == [WARNING]
+        assert kernel_findings(hub, facts(host=DUAL)) == []
+
+    def test_with_ipv4_loopback_tcp_is_only_information(self):
+        assert [f.severity for f in kernel_findings(parse_config(WITHOUT_IPC), facts(host=DUAL))] == [INFO]
+        # the loopback fact, not "any IPv4 address", decides: an IPv4 address on eth0 does not help
+        no_lo = HostFacts(has_ipv4=True, localhost_ipv6=False, hostname_ipv6=False, ipv4_loopback=False)
+        assert [f.severity for f in kernel_findings(parse_config(WITHOUT_IPC), facts(host=no_lo))] == [ERROR]
+
+    def test_a_home_too_deep_for_unix_socket_paths(self):
+        """ipc sockets are RUNTIME_DIR/kernel-<uuid>-ipc-N: at most 107 bytes."""
+        deep = "/home/" + "d" * 40 + "/alice"
+        findings = kernel_findings(parse_config(GOOD), facts(host=NO_LOOPBACK, homes={"alice": deep, "bob": "/home/bob"}))
+        [finding] = findings
+        assert finding.code == "kernel-socket-path" and "for alice " in finding.message
+        assert f"{deep}/.local/share/jupyter/runtime" in finding.message
+        assert kernel_findings(parse_config(GOOD), facts(host=NO_LOOPBACK, homes={"bob": "/home/bob"})) == []
+
+    def test_a_runtime_dir_set_per_user_by_a_hook_is_not_measured(self):
+        """svctl's generated pre_spawn_hook picks a short directory itself; a function is not readable."""
+        hub = parse_config(GOOD + "def hook(spawner):\n    pass\nc.Spawner.pre_spawn_hook = hook\n")
+        assert kernel_findings(hub, facts(host=NO_LOOPBACK, homes={"alice": "/" + "d" * 90})) == []
+
+    def test_a_literal_runtime_dir_with_the_user_name(self):
+        hub = parse_config(GOOD + 'c.Spawner.environment = {"JUPYTER_RUNTIME_DIR": "/run/jupyter/' + "x" * 30
+                           + '/{username}"}\n')
+        assert codes(kernel_findings(hub, facts(host=NO_LOOPBACK, homes={"alice": "/home/alice"}))) == []
+        long_name = "a" * 20
+        assert codes(kernel_findings(hub, facts(host=NO_LOOPBACK, homes={long_name: "/home/x"}))) == \
+            ["kernel-socket-path"]
+
+
+class TestPrograms:
+    """The jupyterhub executable (command[0]) and the proxy the hub starts."""
+
+    def test_a_missing_jupyterhub_is_an_error_naming_it_and_both_fixes(self):
+        hub_program = Program("jupyterhub", "/usr/local/bin/jupyterhub", None, "does not exist")
+        install = {"jupyterhub": ("apt-get install python3-venv", "python3 -m venv /opt/jupyterhub")}
+        [finding] = [f for f in diagnose(service(), parse_config(GOOD), facts(programs=(hub_program,), install=install))
+                     if f.code == "missing-tool"]
+        assert finding.severity == ERROR and "/usr/local/bin/jupyterhub does not exist" in finding.message
+        assert "svctl init jupyterhub --jupyterhub PATH --force" in finding.fix
+        assert "apt-get install python3-venv; python3 -m venv /opt/jupyterhub" in finding.fix
+
+    def test_without_install_commands_the_hint_is_generic(self):
+        hub_program = Program("jupyterhub", "/x/jupyterhub", None, "is not executable (mode 0644)")
+        [finding] = hub_program_findings(facts(programs=(hub_program,)))
+        assert "pip install jupyterhub notebook" in finding.fix
+
+    def test_a_found_jupyterhub_is_quiet(self):
+        assert hub_program_findings(facts(programs=(Program("jupyterhub", "/j", "/j"),))) == []
+
+    def test_a_jupyterhub_the_caller_cannot_look_at_is_not_checked(self):
+        hub_program = Program("jupyterhub", "/root/venv/bin/jupyterhub", None, "", "/root (mode 0700) is closed")
+        [finding] = hub_program_findings(facts(programs=(hub_program,), caller="nobody"))
+        assert finding.severity == UNCHECKED and finding.message.startswith("not checked as nobody: ")
+        assert finding.fix == "run svctl check as root"
+
+    def test_a_missing_proxy_only_matters_when_the_hub_starts_it(self):
+        proxy = Program("configurable-http-proxy", "configurable-http-proxy", None, "is not on PATH")
+        install = {"configurable-http-proxy": ("npm install --prefix /opt/jupyterhub configurable-http-proxy",)}
+        [finding] = [f for f in diagnose(service(), parse_config(GOOD), facts(programs=(proxy,), install=install))
+                     if f.code == "missing-tool"]
+        assert "configurable-http-proxy is not on the service's PATH" in finding.message
+        assert finding.fix.startswith("npm install --prefix /opt/jupyterhub")
+        external = parse_config(GOOD + "c.ConfigurableHTTPProxy.should_start = False\n")
+        assert "missing-tool" not in codes(diagnose(service(), external, facts(programs=(proxy,))))
+
+    def test_a_configured_proxy_path_is_named(self):
+        proxy = Program("configurable-http-proxy", "/opt/chp/bin/configurable-http-proxy", None, "does not exist")
+        [finding] = [f for f in tool_findings(parse_config(GOOD), facts(programs=(proxy,)))]
+        assert finding.message.startswith("/opt/chp/bin/configurable-http-proxy does not exist")
+
+
+CLOSED = "/srv/jh (mode 0750, owner root) is closed to nobody"
+
+
+class TestNotRoot:
+    """Item 6: what a non-root caller cannot read is "not checked", never "missing" or --force."""
+
+    def closed_facts(self, **extra):
+        closed = {path: CLOSED for path in GOOD_MODES}
+        return facts(modes={path: None for path in GOOD_MODES}, closed=closed, caller="nobody", **extra)
+
+    def test_closed_secret_cert_and_key_are_not_checked_and_never_missing(self):
+        findings = diagnose(service(), parse_config(GOOD), self.closed_facts())
+        closed = [f for f in findings if f.severity == UNCHECKED]
+        assert len(closed) == 3 and codes(findings, ERROR) == []
+        for finding in closed:
+            assert finding.message.startswith("not checked as nobody: ") and CLOSED in finding.message
+            assert finding.fix == "run svctl check as root"
+        assert not any("does not exist" in f.message or "--force" in f.fix for f in findings)
+
+    def test_a_real_error_is_still_found_beside_what_is_not_checked(self):
+        hub = parse_config(GOOD + "c.JupyterHub.authenticator_class = 'dummy'\n")
+        findings = diagnose(service(), hub, self.closed_facts())
+        assert codes(findings, ERROR) == ["open-hub"] and len(codes(findings, UNCHECKED)) == 3
+        assert findings[0].severity == ERROR  # errors first, then warnings, then what was not checked
+
+    def test_a_key_readable_by_stat_but_not_by_content(self):
+        """A 0600 key in a searchable directory: its mode is judged, its match with the cert is not."""
+        findings = diagnose(service(), parse_config(GOOD),
+                            facts(closed={"/srv/jh/ssl/jupyterhub.key": "readable only by root (mode 0600)"},
+                                  caller="nobody"))
+        [finding] = [f for f in findings if f.severity == UNCHECKED]
+        assert "whether it matches the certificate" in finding.message and "its mode" not in finding.message
+
+    def test_a_port_held_by_a_process_hidden_from_the_caller(self):
+        ports = (PortState("JupyterHub.bind_url", "::1", 9443, "unknown", "in use, by a process only root may see"),)
+        [finding] = [f for f in diagnose(service(), parse_config(GOOD), facts(ports=ports, caller="nobody"))
+                     if f.code == "port-taken"]
+        assert finding.severity == UNCHECKED
+
+    def test_what_could_not_be_run(self):
+        found = diagnose(service(), parse_config(GOOD), facts(caller="nobody", jupyter_server=None,
+                                                              not_run={"whether jupyter_server is installed": "x"}))
+        assert [f.message for f in found if f.severity == UNCHECKED] == \
+            ["not checked as nobody: whether jupyter_server is installed: x"]
+
+
+class TestExpiry:
+    """The certificate's dates, judged by the clock passed in (the seed's lasts 365 days)."""
+
+    def report(self, not_after, self_signed=True, not_before=datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)):
+        return CertReport(not_after, (), (), not_before, self_signed, True)
+
+    def test_under_30_days_is_a_warning_with_the_date_and_the_renewal(self):
+        report = self.report(NOW + datetime.timedelta(days=12, hours=3))
+        [finding] = [f for f in diagnose(service(), parse_config(GOOD), facts(cert=report, now=NOW))
+                     if f.code.startswith("cert")]
+        assert finding.severity == WARNING
+        assert finding.message == "certificate /srv/jh/ssl/jupyterhub.crt expires in 12 days (2030-06-13)"
+        assert finding.fix == "svctl init jupyterhub --renew-cert replaces a self-signed one"
+
+    def test_30_days_or_more_is_quiet(self):
+        assert expiry_findings("c", self.report(NOW + datetime.timedelta(days=30)), NOW) == []
+
+    def test_expired_is_an_error(self):
+        [finding] = expiry_findings("c", self.report(NOW - datetime.timedelta(days=3, hours=1)), NOW)
+        assert finding.severity == ERROR and finding.code == "cert-expired"
+        assert "expired 3 days ago (2030-05-29)" in finding.message and "--renew-cert" in finding.fix
+
+    def test_the_last_day(self):
+        [finding] = expiry_findings("c", self.report(NOW + datetime.timedelta(hours=5)), NOW)
+        assert finding.severity == WARNING and "expires within a day" in finding.message
+
+    def test_not_yet_valid_is_an_error(self):
+        report = self.report(NOW + datetime.timedelta(days=300), not_before=NOW + datetime.timedelta(days=1))
+        assert [f.code for f in expiry_findings("c", report, NOW)] == ["cert-not-yet-valid"]
+
+    def test_a_certificate_from_an_authority_is_renewed_there(self):
+        [finding] = expiry_findings("c", self.report(NOW + datetime.timedelta(days=5), self_signed=False), NOW)
+        assert "--renew-cert" not in finding.fix and "authority" in finding.fix
+
+    def test_the_external_proxys_pair_is_the_one_checked(self):
+        """--proxy external: browsers see the pair in the proxy's service file."""
+        hub = parse_config(GOOD + "c.ConfigurableHTTPProxy.should_start = False\n")
+        pair = ProxyTls("/etc/svctl/jupyterhub-proxy.toml", "/srv/proxy/p.crt", "/srv/proxy/p.key",
+                        self.report(NOW - datetime.timedelta(days=1)))
+        modes = {**GOOD_MODES, "/srv/proxy/p.crt": 0o644, "/srv/proxy/p.key": 0o600}
+        findings = diagnose(service(), hub, facts(modes=modes, proxy_tls=pair, now=NOW))
+        assert [f.message.split(" ")[1] for f in findings if f.code == "cert-expired"] == ["/srv/proxy/p.crt"]
+        closed = ProxyTls("/etc/svctl/jupyterhub-proxy.toml", None, None, None, "readable only by root (mode 0600)")
+        findings = diagnose(service(), hub, facts(proxy_tls=closed, caller="nobody"))
+        assert [f.code for f in findings if f.severity == UNCHECKED] == ["tls"]
