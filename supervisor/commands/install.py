@@ -93,6 +93,22 @@ def uninstall(context, args: list[str]) -> int:
     return Exit.OK
 
 
+def preflight(names: list[str]) -> None:
+    """What ``install NAME`` would refuse, checked before ``svctl init`` writes anything: the path of
+    svctl, a boot file svctl did not write (the seed's hand-written /etc/init.d/jupyterhub), and
+    the tools that register the files."""
+    svctl_executable()
+    systemd = systemd_is_running()
+    for name in names:
+        _refuse_foreign(f"{boot.INITD_DIR}/{name}")
+        if systemd:
+            _refuse_foreign(f"{boot.SYSTEMD_DIR}/{name}.service")
+    for tool in ("update-rc.d", *(("systemctl",) if systemd else ())):
+        if shutil.which(tool, path=TOOL_PATH) is None:
+            raise SvctlError(f"{tool} not found in {TOOL_PATH}, so the boot files cannot be registered",
+                             Exit.NOT_INSTALLED)
+
+
 def svctl_executable() -> str:
     """Absolute path of the running svctl: the boot files call it with a bare environment."""
     candidate = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""

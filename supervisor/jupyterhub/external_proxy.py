@@ -1,9 +1,9 @@
 """``svctl init jupyterhub --proxy external``: configurable-http-proxy as a service of its own.
 
 The hub then neither starts nor stops the proxy (``should_start = False``) and leaves user servers
-running when it exits (``cleanup_servers = False``), so restarting the hub, which is what every
-reload does, keeps the proxy, its routes and the user servers answering (spec B5, C "External-proxy
-variant"). Hub and proxy share ``CONFIGPROXY_AUTH_TOKEN``: a random token in a 0600 file, and in the
+running when it exits (``cleanup_servers = False``, as in every config init writes), so restarting
+the hub, which is what every reload does, keeps the proxy, its routes and the user servers
+answering (docs/jupyterhub.md, "Zero-disruption reloads"). Hub and proxy share ``CONFIGPROXY_AUTH_TOKEN``: a random token in a 0600 file, and in the
 environment of both service files, which are therefore 0600 too.
 """
 

@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,16 +25,17 @@ from supervisor.jupyterhub.external_proxy import (
     proxy_token,
     render_proxy_service,
 )
+from supervisor.jupyterhub.locate import find_jupyterhub, find_proxy  # noqa: F401 (tests/e2e import them here)
 
 SERVICE = "jupyterhub"
 AUTH_MODES = ("pam", "dummy")
 # "hub": the hub starts and stops configurable-http-proxy itself (JupyterHub's default).
 # "external": the proxy is its own svctl service, so a hub restart (every reload) leaves the proxy,
-# its routes and the user servers running: zero disruption for users (spec B5, C "External-proxy").
+# its routes and the user servers running: zero disruption for users (docs/jupyterhub.md, "Zero-disruption reloads").
 PROXY_MODES = ("hub", "external")
 DEFAULT_PORT = 9443
-DEFAULT_HUB_PORT = 9081  # spec C: the hub's private API
-DEFAULT_API_PORT = 9001  # spec C: the proxy's REST API
+DEFAULT_HUB_PORT = 9081  # the hub's private API
+DEFAULT_API_PORT = 9001  # the proxy's REST API
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -94,6 +94,12 @@ class Layout:
     @property
     def proxy_token_file(self) -> str:
         return os.path.join(self.state_dir, "proxy-auth-token")
+
+    @property
+    def kernel_runtime_root(self) -> str:
+        """Where the config's pre_spawn_hook makes each user's JUPYTER_RUNTIME_DIR (a tmpfs on a real
+        /run: nothing to clean up after a reboot). Short on purpose: kernel sockets live there."""
+        return self._path("/run/jupyterhub/kernels")
 
     @property
     def service_file(self) -> str:
@@ -158,7 +164,7 @@ def url_host(ip: str) -> str:
 
 
 def check_ip(ip: str) -> str:
-    """Only literal, non-wildcard addresses: names and wildcards depend on /etc/hosts (spec A3)."""
+    """Only literal, non-wildcard addresses: names and wildcards depend on /etc/hosts."""
     try:
         address = ipaddress.ip_address(ip.strip("[]"))
     except ValueError:
@@ -175,7 +181,7 @@ def _literal_set(names: tuple[str, ...]) -> str:
 
 
 def render_config(layout: Layout, options: InitOptions) -> str:
-    """The jupyterhub_config.py text (spec C, with literal absolute paths)."""
+    """The jupyterhub_config.py text, with literal addresses and absolute paths."""
     loopback = "http://[::1]"
     values = {
         "config_path_comment": layout.config_path,
@@ -193,7 +199,7 @@ def render_config(layout: Layout, options: InitOptions) -> str:
         "allowed_users": _literal_set(options.users),
         "admin_users": _literal_set(options.admins),
         "auth_block": _render_auth(layout, options),
-        "cleanup_servers": "False" if options.external_proxy else "True",
+        "kernel_runtime_root": repr(layout.kernel_runtime_root),
         "proxy_block": config_block(layout, options, TEMPLATES),
     }
     text = Template((TEMPLATES / "jupyterhub_config.py.tmpl").read_text()).substitute(values)
@@ -223,15 +229,20 @@ def render_service(layout: Layout, options: InitOptions) -> str:
     """The /etc/svctl/jupyterhub.toml text, with the seed's init.d defaults."""
     hub = [options.jupyterhub, "-f", layout.config_path]
     lines = [
-        f"# {layout.service_file}: written by `svctl init jupyterhub`; every key is described in svctl(8) and the example service file (etc/example.toml; /usr/share/doc/svctl/examples/example.toml in the package).",
+        f"# {layout.service_file}: written by `svctl init jupyterhub`; every key is described in svctl(8)",
+        "# and in the annotated example.toml (/usr/share/doc/svctl/examples/ in the Debian package).",
         f"description = {_toml('Multi-user server for Jupyter notebooks')}",
         f"command = {_toml(hub)}",
         "# The hub's relative defaults (sqlite db, cookie secret, proxy pid file) land here.",
         f"working_directory = {_toml(layout.state_dir)}",
         environment_line(options),
         f"pidfile = {_toml(layout.pidfile)}",
-        "# The hub's own cleanup (user servers: SIGINT 8 s, SIGTERM 8 s, SIGKILL 5 s in the config)",
-        "# fits in the first 30 s, so KILL is a last resort.",
+        *(["# The hub stops user servers when it stops (cleanup_servers = True: the --auth dummy trial);",
+           "# its cleanup (SIGINT 8 s, SIGTERM 8 s, SIGKILL 5 s per server) fits in the first 30 s,",
+           "# so KILL is a last resort."] if options.auth == "dummy" else
+          ["# The hub leaves user servers running when it stops (cleanup_servers = False in its config);",
+           "# were that set back to True, its cleanup (SIGINT 8 s, SIGTERM 8 s, SIGKILL 5 s per server)",
+           "# would still fit in the first 30 s, so KILL is a last resort."]),
         'stop = "TERM/30/KILL/5"',
         "# JupyterHub cannot reload its config and dies on SIGHUP: reload = validated graceful restart.",
         'reload = "restart"',
@@ -249,7 +260,7 @@ def render_service(layout: Layout, options: InitOptions) -> str:
         lines.append(f"events_file = {_toml(layout.events_file)}")
     lines.append('preset = "jupyterhub"')
     if options.external_proxy:
-        lines[1:1] = [f"# Zero-disruption mode: the proxy is the {PROXY_SERVICE} service (start it first); this",
+        lines[2:2] = [f"# Zero-disruption mode: the proxy is the {PROXY_SERVICE} service (start it first); this",
                       "# file holds the proxy's API token, so it is 0600."]
     return "\n".join(lines) + "\n"
 
@@ -329,31 +340,11 @@ def write_all(layout: Layout, options: InitOptions, *, force: bool = False) -> l
     return results
 
 
-def find_jupyterhub() -> str | None:
-    """The jupyterhub next to the running Python (the venv svctl runs from), else on PATH."""
-    beside = os.path.join(os.path.dirname(sys.executable), "jupyterhub")
-    if os.access(beside, os.X_OK):
-        return beside
-    found = shutil.which("jupyterhub")
-    return os.path.abspath(found) if found else None
-
-
-def find_proxy(search_roots: tuple[str, ...]) -> str | None:
-    """configurable-http-proxy on PATH, else in an npm prefix (``make run`` uses .npm-prefix)."""
-    found = shutil.which("configurable-http-proxy")
-    if found:
-        return os.path.abspath(found)
-    for root in search_roots:
-        candidate = os.path.join(root, ".npm-prefix", "node_modules", ".bin", "configurable-http-proxy")
-        if os.access(candidate, os.X_OK):
-            return os.path.abspath(candidate)
-    return None
-
-
-def hub_path(jupyterhub: str | None, proxy: str | None) -> str:
-    """PATH for the hub: jupyterhub-singleuser (venv bin), configurable-http-proxy and node first."""
+def hub_path(jupyterhub: str | None, proxy: str | None, node: str | None = None) -> str:
+    """PATH for the hub: jupyterhub-singleuser (beside jupyterhub), configurable-http-proxy and node
+    first, because the hub starts the first two by name and the proxy is ``#!/usr/bin/env node``."""
     directories: list[str] = []
-    node = shutil.which("node")
+    node = node or shutil.which("node")
     for program in (jupyterhub, proxy, node):
         if program and os.path.dirname(program) not in directories:
             directories.append(os.path.dirname(program))
