@@ -27,7 +27,8 @@ NAME_ONLY: dict[str, str | None] = {}
 INIT_OPTIONS: dict[str, str | None] = {
     "--ip": "ADDR", "--port": "N", "--hub-port": "N", "--api-port": "N", "--prefix": "DIR",
     "--users": "a,b", "--admins": "a", "--auth": "pam|dummy", "--proxy": "hub|external",
-    "--force": None, "--no-hints": None,
+    "--jupyterhub": "PATH", "--proxy-command": "PATH", "--no-boot": None, "--force": None,
+    "--renew-cert": None, "--no-hints": None,
 }
 INSTALL_OPTIONS: dict[str, str | None] = {
     "--systemd": None, "--no-systemd": None, "--initd": None, "--no-initd": None, "--root": "DIR",
@@ -52,7 +53,8 @@ VERBS: dict[str, tuple[str, str, str, dict[str, str | None]]] = {
                 "NAME [--systemd|--no-systemd] [--initd|--no-initd] [--root DIR] [--print]", INSTALL_OPTIONS),
     "uninstall": ("install", "uninstall", "NAME [--root DIR]", {"--root": "DIR"}),
     "init": ("init", "init", ("jupyterhub [--ip ADDR] [--port N] [--hub-port N] [--api-port N] [--prefix DIR] "
-                              "[--users a,b] [--admins a] [--auth pam|dummy] [--proxy hub|external] [--force] "
+                              "[--users a,b] [--admins a] [--auth pam|dummy] [--proxy hub|external] "
+                              "[--jupyterhub PATH] [--proxy-command PATH] [--no-boot] [--force] [--renew-cert] "
                               "[--no-hints]"),
              INIT_OPTIONS),
 }
@@ -72,7 +74,7 @@ SUMMARY = {
     "check": "validate the service file and the service's own config (JupyterHub: the doctor)",
     "install": "write the init.d shim (+ update-rc.d) and/or the systemd unit",
     "uninstall": "remove the boot files svctl generated",
-    "init": "scaffold JupyterHub on IPv6 with HTTPS: config, cert, cookie secret, service file",
+    "init": "scaffold JupyterHub on IPv6 with HTTPS: config, cert, cookie secret, service file, boot files",
 }
 
 # What `--help` adds below the usage line, for verbs whose options need words.
@@ -82,15 +84,26 @@ HELP = {
         "  --port N            the public HTTPS port (default 9443)",
         "  --hub-port N        the hub's private API port on ::1 (default 9081)",
         "  --api-port N        the proxy's REST API port on ::1 (default 9001)",
-        "  --prefix DIR        put everything under this directory (no root needed)",
+        "  --prefix DIR        put everything under this directory (no root needed, no boot files)",
         "  --users a,b         comma-separated allowed users",
         "  --admins a          comma-separated admin users",
         "  --auth pam|dummy    how users log in (default pam)",
         "  --proxy hub|external  external: configurable-http-proxy as its own service (jupyterhub-proxy),",
         "                      so a reload restarts only the hub and user servers keep answering",
+        "  --jupyterhub PATH   the jupyterhub program (default: found on PATH, beside the Python running",
+        "                      svctl, or in /opt/jupyterhub/bin; none found: exit 5 with install commands)",
+        "  --proxy-command PATH  configurable-http-proxy (default: found on PATH, beside jupyterhub, in",
+        "                      /opt/jupyterhub/node_modules/.bin or /opt/jupyterhub/bin, or .npm-prefix)",
+        "  --no-boot           do not install the boot files (init.d shim + update-rc.d, or the systemd",
+        "                      unit), which init otherwise installs as `svctl install` does; --prefix never does",
         "  --force             overwrite existing files",
+        "  --renew-cert        only replace the self-signed certificate and key (refused for a CA's), then",
+        "                      restart what serves them if it runs (takes only --prefix and --ip)",
         "  --no-hints          skip the 'next:' line (make run supervises it itself)",
     ),
+    "check": ("  --json    the findings as JSON (with \"ok\" and an \"unchecked\" count)",
+              "  exit 0 nothing wrong; 6 an error or an invalid service file; 4 no error, but some",
+              "  findings need root (they say 'not checked as USER': run svctl check as root)"),
     "logs": ("  -f        keep printing what the service writes", "  -n LINES  how many lines first (default 50)"),
     "install": ("  --root DIR  write under DIR instead of / (no root needed)",
                 "  --print     show the files instead of writing them"),

@@ -30,3 +30,27 @@ def test_every_verb_answers_help_with_exit_0(capsys):
     for verb in cli.VERBS:
         assert cli.main([verb, "--help"]) == 0, verb
         assert capsys.readouterr().out.startswith("Usage: svctl")
+
+
+def test_every_option_is_in_its_verbs_usage_line():
+    for verb, (_, _, _, options) in cli.VERBS.items():
+        missing = [option for option in options
+                   if not re.search(rf"[\[|]{re.escape(option)}[\] |]", cli.usage(verb))]
+        assert missing == [], f"{verb}: the usage line lacks {missing}"
+
+
+def test_init_help_explains_every_option(capsys):
+    """Each init option gets its own line in `svctl init --help` (they change what is written)."""
+    assert cli.main(["init", "--help"]) == 0
+    out = capsys.readouterr().out
+    for option in cli.INIT_OPTIONS:
+        assert re.search(rf"^  {re.escape(option)}\b", out, re.M), option
+
+
+def test_init_options_are_items_of_the_init_section_of_the_man_page():
+    """Not just mentioned somewhere: a .TP entry of its own under `init jupyterhub`."""
+    section = MAN.split(".B init jupyterhub\n", 1)[1].split(".RE\n", 1)[0]
+    entries = re.findall(r"^\.TP\n\.B[IR]? (\S+)", section, re.M)
+    listed = {entry.replace("\\-", "-") for entry in entries}
+    listed |= {option.replace("\\-", "-") for option in re.findall(r"^\.BI (\\-\\-[a-z\\-]+) ", section, re.M)}
+    assert set(cli.INIT_OPTIONS) <= listed, f"missing from the man page's init section: {set(cli.INIT_OPTIONS) - listed}"
