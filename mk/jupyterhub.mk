@@ -1,21 +1,28 @@
 # make run-hub (what `make run` does): JupyterHub on https://[::1]:9443, supervised in the foreground.
 # No root needed: everything lives under .run/ (config, state, cert, PID file, logs), the proxy under
 # .npm-prefix/. Ctrl-C stops the supervisor, which stops the hub, which stops its proxy.
+#
+# Behind a proxy (the seed's IPv6-only host reaches the internet through http://[2001:db8::17]:3128):
+# pip and npm take https_proxy / http_proxy / no_proxy from the environment, bracketed IPv6 literals
+# included, so `https_proxy=http://[2001:db8::17]:3128 make run` installs through it. svctl's own
+# readiness and health probes never use a proxy (they talk to loopback with http.client).
 
 RUN_PREFIX ?= .run
 NPM_PREFIX ?= .npm-prefix
 HUB_PORT ?= 9443
 CHP = $(NPM_PREFIX)/node_modules/.bin/configurable-http-proxy
 SVCTL_RUN = $(PY) -m supervisor --config-dir $(RUN_PREFIX)/etc/svctl --run-dir $(RUN_PREFIX)/run/svctl
+# notebook brings JupyterLab and ipykernel: what users land in after login (as the seed installs it).
+HUB_PACKAGES = 'jupyterhub>=5.3' 'notebook>=7'
 
 .PHONY: jupyterhub-deps run-hub
 
 jupyterhub-deps: venv
-	@if $(PY) -c 'import jupyterhub, jupyter_server' 2>/dev/null; then \
-		echo "jupyterhub: $$($(PY) -c 'import jupyterhub; print(jupyterhub.__version__)') already in $(VENV)"; \
+	@if $(PY) -c 'import jupyterhub, notebook, ipykernel' 2>/dev/null; then \
+		echo "jupyterhub: $$($(PY) -c 'import jupyterhub; print(jupyterhub.__version__)') and notebook already in $(VENV)"; \
 	else \
-		echo "installing jupyterhub and jupyter_server into $(VENV) (about a minute)..."; \
-		$(PIP) install --progress-bar on 'jupyterhub>=5.3' 'jupyter_server>=2' || exit 1; \
+		echo "installing jupyterhub and notebook (JupyterLab) into $(VENV) (about a minute)..."; \
+		$(PIP) install --progress-bar on $(HUB_PACKAGES) || exit 1; \
 	fi
 	@if [ -x $(CHP) ]; then \
 		echo "configurable-http-proxy: already in $(NPM_PREFIX)"; \
@@ -25,7 +32,18 @@ jupyterhub-deps: venv
 		npm install --no-fund --no-audit --prefix $(NPM_PREFIX) configurable-http-proxy || exit 1; \
 	fi
 
+# The shell traps INT with a handler (not ignoring it: an ignored signal would be inherited by svctl),
+# so Ctrl-C reaches svctl, which stops the hub, and the shell still prints the last line. A
+# background loop says when the hub is ready (`svctl status` shows it once /hub/health answers 200).
 run-hub: jupyterhub-deps
-	@$(PY) -m supervisor init jupyterhub --prefix $(RUN_PREFIX) --ip ::1 --port $(HUB_PORT) --auth dummy --no-hints
-	@echo "supervising JupyterHub on https://[::1]:$(HUB_PORT) (self-signed certificate; Ctrl-C stops it)"
-	$(SVCTL_RUN) run jupyterhub
+	@$(PY) -m supervisor init jupyterhub --prefix $(RUN_PREFIX) --ip ::1 --port $(HUB_PORT) --auth dummy --no-hints \
+		--jupyterhub $(VENV)/bin/jupyterhub --proxy-command $(CHP)
+	@echo "JupyterHub: https://[::1]:$(HUB_PORT)/ (self-signed certificate: the browser asks once)"
+	@echo "logs: $(RUN_PREFIX)/var/log/jupyterhub.log (svctl events: $(RUN_PREFIX)/var/log/svctl/jupyterhub.json)"
+	@echo "status from another shell: $(SVCTL_RUN) status jupyterhub"
+	@echo "Ctrl-C stops the hub (its proxy and user servers stop with it)"
+	@trap 'true' INT TERM; \
+		( until $(SVCTL_RUN) status jupyterhub 2>/dev/null | grep -q 'readiness: *ready '; do sleep 0.5; done; \
+		  echo "JupyterHub is ready: open https://[::1]:$(HUB_PORT)/" ) & ready=$$!; \
+		$(SVCTL_RUN) run jupyterhub; code=$$?; kill $$ready 2>/dev/null; \
+		echo "JupyterHub stopped (svctl run exited $$code)"; exit $$code
