@@ -6,6 +6,8 @@ from pathlib import Path
 
 from harness import dump_json, quantile
 
+DISRUPTION_SUBJECTS = ["hub-managed proxy", "external proxy"]
+
 # metric id -> (title, floor subject or None, subjects in display order); a floor "metric:subject"
 # takes the floor from another metric of the same run (the JupyterHub rows: the bare hub's start)
 METRICS: dict[str, tuple[str, str | None, list[str]]] = {
@@ -80,6 +82,22 @@ METRICS: dict[str, tuple[str, str | None, list[str]]] = {
         "JupyterHub stop (svctl: `svctl stop` wall; bare: SIGTERM → hub and proxy gone)",
         None,
         ["svctl", "bare hub"],
+    ),
+    # bench_disruption: one config reload per trial, seen from a user's server (subjects: proxy modes)
+    "jh_user_outage": (
+        "JupyterHub reload, user's server: first failed request → 200 again",
+        None,
+        DISRUPTION_SUBJECTS,
+    ),
+    "jh_user_hub_down": (
+        "JupyterHub reload, same trials: hub's outage, first failed /hub/health → 200",
+        None,
+        DISRUPTION_SUBJECTS,
+    ),
+    "jh_user_hub_restart": (
+        "JupyterHub reload, same trials: edit → reload_applied and /hub/health 200",
+        None,
+        DISRUPTION_SUBJECTS,
     ),
 }
 
@@ -163,6 +181,80 @@ def soak_table(data) -> list[str]:
     for point in soak["samples"]:
         lines.append(f"| {point['crashes']} | {point['fds']} | {point['rss']:.2f} | {point['threads']} |")
     return lines
+
+
+def _disruption_by_subject(data) -> dict[str, list[dict]]:
+    trials = (data["extra"].get("disruption") or {}).get("trials") or []
+    out: dict[str, list[dict]] = {}
+    for trial in trials:
+        if "outage" in trial:  # a trial cut short by an error has no figures
+            out.setdefault(trial["subject"], []).append(trial)
+    return out
+
+
+def disruption_table(data) -> list[str]:
+    by_subject = _disruption_by_subject(data)
+    if not by_subject:
+        return []
+    user = data["extra"]["disruption"].get("user", "the user")
+    lines = [
+        f"JupyterHub config reload as a user sees it: {user}'s server, GET /user/{user}/api/status "
+        "through the proxy every 10 ms (bench_disruption):",
+        "",
+        "| proxy | trials | user outage median ms | failed user requests (each trial) | user requests | "
+        "user server kept its PID | hub outage median ms | edit → hub healthy median ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in [s for s in DISRUPTION_SUBJECTS if s in by_subject] + [
+        s for s in by_subject if s not in DISRUPTION_SUBJECTS
+    ]:
+        trials = by_subject[name]
+        failed = ", ".join(str(t["failed"]) for t in trials)
+        kept = sum(1 for t in trials if t.get("pid_kept"))
+        down = [t["hub_down"] for t in trials if "hub_down" in t]
+        lines.append(
+            f"| {name} | {len(trials)} | {_fmt(quantile([t['outage'] for t in trials], 0.5))} | {failed} | "
+            f"{sum(t['requests'] for t in trials)} | {kept}/{len(trials)} | {_fmt(quantile(down, 0.5))} | "
+            f"{_fmt(quantile([t['hub_restart'] for t in trials], 0.5))} |"
+        )
+    return lines
+
+
+def disruption_targets(data) -> list[tuple[str, str, str]]:
+    """Issue 11: what a reload costs a user, in both proxy modes (zero with the external proxy)."""
+    by_subject = _disruption_by_subject(data)
+    out = []
+    external = by_subject.get("external proxy")
+    if external:
+        failed, sent = sum(t["failed"] for t in external), sum(t["requests"] for t in external)
+        out.append(
+            (
+                "JupyterHub reload, external proxy: no failed request to a user's server",
+                f"{failed} of {sent} in {len(external)} trial(s)",
+                "met" if failed == 0 else "**MISSED**",
+            )
+        )
+    hub = by_subject.get("hub-managed proxy")
+    if hub:
+        out.append(
+            (
+                "JupyterHub reload, hub-managed proxy: user's outage, median (report)",
+                f"{_fmt(quantile([t['outage'] for t in hub], 0.5))} ms, "
+                f"{_fmt(quantile([t['failed'] for t in hub], 0.5), 0)} failed requests a trial",
+                "report",
+            )
+        )
+    trials = [t for group in by_subject.values() for t in group]
+    if trials:
+        kept = sum(1 for t in trials if t.get("pid_kept"))
+        out.append(
+            (
+                "JupyterHub reload: the user's server keeps its PID (cleanup_servers = False), both modes",
+                f"{kept}/{len(trials)} trials",
+                "met" if kept == len(trials) else "**MISSED**",
+            )
+        )
+    return out
 
 
 def targets(data) -> list[tuple[str, str, str]]:
@@ -271,6 +363,7 @@ def targets(data) -> list[tuple[str, str, str]]:
         )
     )
     out += jupyterhub_targets(data)
+    out += disruption_targets(data)
     soak = data["extra"].get("soak")
     if soak and soak["samples"]:
         first, last = soak["samples"][0], soak["samples"][-1]
@@ -401,6 +494,12 @@ HOW_TO_READ = [
     "run directly with the service's environment and working directory, in the same run, interleaved; "
     "× floor is against its median start. Validation is the `jupyterhub --show-config` check svctl "
     "runs before a reload (from the events file).",
+    "JupyterHub reload as a user sees it: one tree per proxy mode (`--proxy hub`, the default: the hub "
+    "starts and stops configurable-http-proxy; `--proxy external`: the proxy is the jupyterhub-proxy "
+    "service), cleanup_servers = False, a user's server started through the REST API and polled every "
+    "10 ms through the proxy (new connection, 2 s timeout) from the edit until the reload is applied and "
+    "it answers 200, plus 1 s. User outage: first failed request sent → first 200 after the last failure "
+    "(0 when none failed). The hub's outage and restart come from /hub/health in the same trials.",
     "idle: wake-ups are voluntary + involuntary context switches of all threads of the supervisor "
     "process(es); RSS/PSS from /proc/PID/smaps_rollup.",
 ]
@@ -423,6 +522,9 @@ def write(data, out: Path) -> str:
     idle = idle_table(data)
     if idle:
         lines += [*idle, ""]
+    disruption = disruption_table(data)
+    if disruption:
+        lines += [*disruption, ""]
     soak = soak_table(data)
     if soak:
         lines += [*soak, ""]
