@@ -37,7 +37,7 @@ jupyterhub-deps: venv
 # background loop says when the hub is ready (`svctl status` shows it once /hub/health answers 200).
 run-hub: jupyterhub-deps
 	@$(PY) -m supervisor init jupyterhub --prefix $(RUN_PREFIX) --ip ::1 --port $(HUB_PORT) --auth dummy --no-hints \
-		--jupyterhub $(VENV)/bin/jupyterhub --proxy-command $(CHP)
+		--jupyterhub $(VENV)/bin/jupyterhub --proxy-command $(CHP) --stop-user-servers
 	@echo "JupyterHub: https://[::1]:$(HUB_PORT)/ (self-signed certificate: the browser asks once)"
 	@echo "logs: $(RUN_PREFIX)/var/log/jupyterhub.log (svctl events: $(RUN_PREFIX)/var/log/svctl/jupyterhub.json)"
 	@echo "status from another shell: $(SVCTL_RUN) status jupyterhub"

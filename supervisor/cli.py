@@ -28,7 +28,7 @@ INIT_OPTIONS: dict[str, str | None] = {
     "--ip": "ADDR", "--port": "N", "--hub-port": "N", "--api-port": "N", "--prefix": "DIR",
     "--users": "a,b", "--admins": "a", "--auth": "pam|dummy", "--proxy": "hub|external",
     "--jupyterhub": "PATH", "--proxy-command": "PATH", "--no-boot": None, "--force": None,
-    "--renew-cert": None, "--no-hints": None,
+    "--renew-cert": None, "--stop-user-servers": None, "--no-hints": None,
 }
 INSTALL_OPTIONS: dict[str, str | None] = {
     "--systemd": None, "--no-systemd": None, "--initd": None, "--no-initd": None, "--root": "DIR",
@@ -55,7 +55,7 @@ VERBS: dict[str, tuple[str, str, str, dict[str, str | None]]] = {
     "init": ("init", "init", ("jupyterhub [--ip ADDR] [--port N] [--hub-port N] [--api-port N] [--prefix DIR] "
                               "[--users a,b] [--admins a] [--auth pam|dummy] [--proxy hub|external] "
                               "[--jupyterhub PATH] [--proxy-command PATH] [--no-boot] [--force] [--renew-cert] "
-                              "[--no-hints]"),
+                              "[--stop-user-servers] [--no-hints]"),
              INIT_OPTIONS),
 }
 
@@ -99,6 +99,8 @@ HELP = {
         "  --force             overwrite existing files",
         "  --renew-cert        only replace the self-signed certificate and key (refused for a CA's), then",
         "                      restart what serves them if it runs (takes only --prefix and --ip)",
+        "  --stop-user-servers  the hub stops users' servers when it stops (cleanup_servers = True), so",
+        "                      edits restart them too; default: they keep running (make run uses it)",
         "  --no-hints          skip the 'next:' line (make run supervises it itself)",
     ),
     "check": ("  --json    the findings as JSON (with \"ok\" and an \"unchecked\" count)",

@@ -1,5 +1,6 @@
 """``svctl init jupyterhub [--ip ADDR] [--port N] [--prefix DIR] [--users a,b] [--admins a] [--auth pam|dummy]
-[--proxy hub|external] [--jupyterhub PATH] [--proxy-command PATH] [--no-boot] [--force] [--renew-cert]``
+[--proxy hub|external] [--jupyterhub PATH] [--proxy-command PATH] [--no-boot] [--force] [--renew-cert]
+[--stop-user-servers]``
 (options parsed by supervisor/cli.py, which also prints --help).
 
 Finds JupyterHub and its proxy first (exit 5 with the commands that install them, having written
@@ -35,6 +36,7 @@ class InitArgs:
         self.jupyterhub, self.proxy_command = options.value("--jupyterhub"), options.value("--proxy-command")
         self.force, self.no_hints = options.flag("--force"), options.flag("--no-hints")
         self.no_boot, self.renew_cert = options.flag("--no-boot"), options.flag("--renew-cert")
+        self.stop_user_servers = options.flag("--stop-user-servers")
         if self.renew_cert:
             others = sorted({given for given, _ in options.given if given not in RENEW_OPTIONS})
             if others:
@@ -68,9 +70,18 @@ def _host_addresses() -> list[str]:
 
 
 def _require_root(prefix: str, what: str) -> None:
+    """Exit 4 before anything else is looked at: without --prefix init needs root, and a --prefix
+    must be (or be creatable in) a directory the caller can write."""
     if not prefix and os.geteuid() != 0:
         raise SvctlError(f"init jupyterhub: {what}: run it as root (or with --prefix DIR in a directory "
                          "of yours)", Exit.NOT_ROOT)
+    if prefix:
+        existing = os.path.abspath(prefix)
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise SvctlError(f"init jupyterhub: cannot write {existing}: run it as root, or give --prefix "
+                             "a directory of yours", Exit.NOT_ROOT)
 
 
 def init(context, args: list[str]) -> int:
@@ -103,6 +114,7 @@ def init(context, args: list[str]) -> int:
         jupyterhub=programs.jupyterhub, proxy=programs.proxy,
         path_env=scaffold.hub_path(programs.jupyterhub, programs.proxy, programs.node),
         users=users, admins=admins, auth=options.auth, proxy_mode=options.proxy,
+        stop_user_servers=options.stop_user_servers,
     )
     try:
         results = scaffold.write_all(layout, settings, force=options.force)

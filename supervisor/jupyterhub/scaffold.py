@@ -40,6 +40,25 @@ BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
+KEEP_USER_SERVERS = """\
+# User servers outlive the hub. A config edit is applied by restarting the hub (JupyterHub cannot
+# reload), and with JupyterHub's default, cleanup_servers = True, each restart would stop every
+# user's server and kernels. With False they keep running and the new hub re-adopts them from its
+# database, so an edit costs users at most the hub's restart. `svctl stop jupyterhub` (and
+# `service jupyterhub stop`) therefore leave users' servers running too, as in The Littlest
+# JupyterHub and Zero to JupyterHub; stop them from the admin panel (/hub/admin, "Stop All") or
+# with the REST API (DELETE /hub/api/users/NAME/server) first.
+c.JupyterHub.cleanup_servers = False
+"""
+# `svctl init jupyterhub --stop-user-servers` (what `make run` uses: Ctrl-C must leave nothing).
+STOP_USER_SERVERS = """\
+# The hub stops every user's server when it stops (svctl init --stop-user-servers: a trial, where
+# Ctrl-C must leave nothing running). A config edit restarts the hub, and so every user's server
+# and kernels too; set this to False to keep them across restarts (the new hub re-adopts them).
+c.JupyterHub.cleanup_servers = True
+"""
+
+
 class InitError(Exception):
     pass
 
@@ -152,6 +171,7 @@ class InitOptions:
     auth: str = "pam"
     proxy_mode: str = "hub"
     proxy_token: str = ""  # external mode: the shared CONFIGPROXY_AUTH_TOKEN (write_all fills it in)
+    stop_user_servers: bool = False  # --stop-user-servers (make run): cleanup_servers = True
 
     @property
     def external_proxy(self) -> bool:
@@ -200,6 +220,7 @@ def render_config(layout: Layout, options: InitOptions) -> str:
         "admin_users": _literal_set(options.admins),
         "auth_block": _render_auth(layout, options),
         "kernel_runtime_root": repr(layout.kernel_runtime_root),
+        "cleanup_block": STOP_USER_SERVERS if options.stop_user_servers else KEEP_USER_SERVERS,
         "proxy_block": config_block(layout, options, TEMPLATES),
     }
     text = Template((TEMPLATES / "jupyterhub_config.py.tmpl").read_text()).substitute(values)
@@ -237,9 +258,9 @@ def render_service(layout: Layout, options: InitOptions) -> str:
         f"working_directory = {_toml(layout.state_dir)}",
         environment_line(options),
         f"pidfile = {_toml(layout.pidfile)}",
-        *(["# The hub stops user servers when it stops (cleanup_servers = True: the --auth dummy trial);",
+        *(["# The hub stops user servers when it stops (cleanup_servers = True: --stop-user-servers);",
            "# its cleanup (SIGINT 8 s, SIGTERM 8 s, SIGKILL 5 s per server) fits in the first 30 s,",
-           "# so KILL is a last resort."] if options.auth == "dummy" else
+           "# so KILL is a last resort."] if options.stop_user_servers else
           ["# The hub leaves user servers running when it stops (cleanup_servers = False in its config);",
            "# were that set back to True, its cleanup (SIGINT 8 s, SIGTERM 8 s, SIGKILL 5 s per server)",
            "# would still fit in the first 30 s, so KILL is a last resort."]),

@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -158,8 +159,7 @@ class TestRenderedConfig:
         text = scaffold.render_config(LAYOUT, options(auth, proxy_mode))
         compile(text, "jupyterhub_config.py", "exec")
         hub = parse_config(text)
-        # The trial (--auth dummy, make run) stops users' servers with the hub: Ctrl-C leaves nothing.
-        assert hub.get("JupyterHub.cleanup_servers") is (auth == "dummy")
+        assert hub.get("JupyterHub.cleanup_servers") is False
         assert hub.get("Spawner.args") == ["--KernelManager.transport=ipc"]
         assert hub.has("Spawner.pre_spawn_hook") and "def kernel_runtime_dir(spawner):" in text
         assert 'spawner.environment = {**spawner.environment, "JUPYTER_RUNTIME_DIR": path}' in text
@@ -182,7 +182,7 @@ class TestRenderedConfig:
         exec(compile(text, "jupyterhub_config.py", "exec"), namespace)  # noqa: S102 (our own rendering)
         expected = ["--KernelManager.transport=ipc"] + (["--ServerApp.allow_root=True"] if os.geteuid() == 0 else [])
         assert config.Spawner.args == expected
-        assert config.JupyterHub.cleanup_servers is True  # the trial: nothing outlives Ctrl-C
+        assert config.JupyterHub.cleanup_servers is False
         assert config.Spawner.pre_spawn_hook is namespace["kernel_runtime_dir"]
 
     def test_runtime_root_is_short_without_prefix(self):
@@ -194,7 +194,9 @@ class TestRenderedConfig:
     def test_service_file_says_the_hub_leaves_servers_running(self):
         service = scaffold.render_service(LAYOUT, options())
         assert "cleanup_servers = False" in service and 'stop = "TERM/30/KILL/5"' in service
-        assert "cleanup_servers = True" in scaffold.render_service(LAYOUT, options("dummy"))
+        stopping = replace(options("dummy"), stop_user_servers=True)  # make run's --stop-user-servers
+        assert "cleanup_servers = True" in scaffold.render_service(LAYOUT, stopping)
+        assert parse_config(scaffold.render_config(LAYOUT, stopping)).get("JupyterHub.cleanup_servers") is True
 
     def test_hub_path_has_the_programs_and_node(self):
         path = scaffold.hub_path("/opt/jupyterhub/bin/jupyterhub", "/opt/jupyterhub/node_modules/.bin/chp",
