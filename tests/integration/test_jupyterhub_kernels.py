@@ -272,15 +272,21 @@ def test_hook_falls_back_to_a_fresh_private_directory_in_tmp(hook, why):
     info = os.lstat(path)
     assert stat.S_ISDIR(info.st_mode) and info.st_uid == nobody.pw_uid and info.st_mode & 0o777 == 0o700
     assert len(f"{path}/kernel-{'x' * 36}-ipc-99") <= 107
-    namespace["kernel_runtime_dir"](spawner)  # the user's next server: the same one, no new leftover
-    assert spawner.environment["JUPYTER_RUNTIME_DIR"] == path
-    os.rmdir(path)  # the user removed it (and could have put a link there): a new one
-    os.symlink("/etc", path)
+    (Path(path) / "kernel-x.json").write_text("{}")
+    namespace["remove_tmp_runtime_dir"](spawner)  # the server stopped: its directory goes, no leftover
+    assert not os.path.lexists(path)
+    namespace["kernel_runtime_dir"](spawner)  # the user's next server: a fresh one
+    second = spawner.environment["JUPYTER_RUNTIME_DIR"]
+    assert second != path and os.path.isdir(second)
+    # The user swaps the directory for a link to a root directory: removal refuses to follow it.
+    os.rename(second, second + ".moved")
+    os.symlink("/etc", second)
     try:
-        namespace["kernel_runtime_dir"](spawner)
-        assert spawner.environment["JUPYTER_RUNTIME_DIR"] not in (path, "/etc")
+        namespace["remove_tmp_runtime_dir"](spawner)
+        assert os.path.islink(second) and os.path.exists("/etc/passwd")
     finally:
-        os.unlink(path)
+        os.unlink(second)
+        os.rmdir(second + ".moved")
 
 
 def test_hook_for_a_hub_that_is_not_root(tmp_path):
