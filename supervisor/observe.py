@@ -55,6 +55,35 @@ def observe(config: ServiceConfig, run_dir: str, state_read: tuple | None = None
     return Observation(pidfile, state, problem, supervisor, service, directory, pidfile_alive)
 
 
+def foreign_instance(config: ServiceConfig, obs: Observation) -> str | None:
+    """Why a start must not go ahead: the PID file names a live process of the service's own program
+    that svctl did not start (an old init script's daemon, the seed's hub). Starting a second one
+    would fight it for its ports and state, and overwriting its PID file would aim that script's
+    `stop` at our supervisor. A PID file naming anything else (a reused PID) is just stale."""
+    if obs.supervised or obs.orphaned or obs.pidfile.kind != "ok" or obs.pidfile.pid == os.getpid():
+        return None
+    pid = obs.pidfile.pid
+    argv = _cmdline(pid)
+    program, arguments = os.path.basename(config.command[0]), list(config.command[1:])
+    # The same program (argv[0], or argv[1] for a script run by its #! interpreter) with the same
+    # arguments: a reused PID of an unrelated process never blocks a start.
+    same_program = program in {os.path.basename(word) for word in argv[:2]}
+    same_arguments = not arguments or argv[-len(arguments):] == arguments
+    if not (process_alive(pid) and same_program and same_arguments):
+        return None
+    shown = " ".join(argv)[:80]
+    return (f"{config.pidfile} names pid {pid} ({shown}), a {program} that svctl did not start (an old "
+            f"init script's?): stop it first (kill {pid}, or that script's stop), then start again")
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().decode("utf-8", "replace").split("\0")[:-1]
+    except OSError:
+        return []
+
+
 def process_alive(pid: int) -> bool:
     """A live, non-zombie process has this PID (a PID file may name one that died since)."""
     from supervisor.unix.identity import read_stat

@@ -278,10 +278,14 @@ class Runtime(Guard, Requests):
     def start_service(self, attempt: str) -> None:
         """Always ends in Spawned or SpawnFailed: the machine must never wait for a start forever."""
         if self.config.preset == "jupyterhub":
-            from supervisor.jupyterhub.preset import cleanup_before_start
+            from supervisor.jupyterhub.preset import before_start
 
-            for line in self.guarded("the preset's clean-up", cleanup_before_start, self.config) or ():
+            lines, refusal = self.guarded("the preset's clean-up", before_start, self.config) or ((), None)
+            for line in lines:
                 self.log.event("preset_cleanup", detail=line)
+            if refusal:  # another hub holds the ports: a start would only crash-loop
+                self.events.append(ev.SpawnFailed(refusal))
+                return
         if self.reloader is not None:  # the watched files' bytes this start may promote
             self.guarded("recording the watched files", self.reloader.before_spawn, attempt)
         try:

@@ -13,7 +13,7 @@ from supervisor.cli import options_for
 from supervisor.config import ServiceConfig
 from supervisor.errors import Exit, SvctlError
 from supervisor.names import validate_name
-from supervisor.observe import Observation, observe
+from supervisor.observe import Observation, foreign_instance, observe
 from supervisor.unix import control, rundir
 from supervisor.unix.pidfile import AlreadyLocked, SupervisorLock, read_pidfile
 
@@ -73,7 +73,12 @@ def start_service(config: ServiceConfig, run_dir: str) -> int:
                                  "is held by a process that never reported; refusing to start a second "
                                  "instance") from None
             time.sleep(0.02)  # a launcher is between lock and state file: wait for it to appear
-    adopt = adoption(observe(config, run_dir))
+    obs = observe(config, run_dir)
+    refusal = foreign_instance(config, obs)
+    if refusal:
+        lock.release()
+        raise SvctlError(f"{config.name}: not started: {refusal}")
+    adopt = adoption(obs)
     from supervisor.launch import launch
 
     code, message = launch(config, run_dir, lock, adopt)
@@ -189,6 +194,9 @@ def stop_service(config: ServiceConfig, run_dir: str) -> int:
         return Exit.OK if code == 0 else Exit.FAILED
     if starting_now(config, run_dir):  # a start holds the lock but has not published yet: wait, then stop it
         return stop_service(config, run_dir)
+    foreign = foreign_instance(config, obs)
+    if foreign:  # never svctl's to signal, and its PID file is not stale: leave both alone
+        raise SvctlError(f"{config.name}: not stopped: {foreign}")
     remove_stale_pidfile(config, run_dir)
     say(config, "not running")
     return Exit.OK
@@ -303,7 +311,12 @@ def run(context, args: list[str]) -> int:
         lock = SupervisorLock.acquire(rundir.service_dir(context.run_dir, config.name), config.pidfile)
     except AlreadyLocked:
         raise SvctlError(f"{config.name} is already supervised (its run directory is locked)") from None
-    adopt = adoption(observe(config, context.run_dir))
+    obs = observe(config, context.run_dir)
+    refusal = foreign_instance(config, obs)
+    if refusal:
+        lock.release()
+        raise SvctlError(f"{config.name}: not started: {refusal}")
+    adopt = adoption(obs)
     from supervisor.launch import supervise
 
     code = supervise(config, context.run_dir, lock, launcher_fd=None, adopt=adopt, console=sys.stderr.isatty())

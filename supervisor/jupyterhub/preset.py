@@ -208,10 +208,17 @@ def service_actor(config: ServiceConfig) -> tuple[int, int] | None | str:
 
 def cleanup_before_start(config: ServiceConfig, term_timeout: float = 5.0) -> list[str]:
     """Stop an orphaned proxy and clear stale pid files; returns what was done, one line each."""
+    return before_start(config, term_timeout)[0]
+
+
+def before_start(config: ServiceConfig, term_timeout: float = 5.0) -> tuple[list[str], str | None]:
+    """The clean-up above, then whether the start must be refused: (lines, refusal or None). The
+    refusal names a process not of this service that holds the hub's ports (supervisor/jupyterhub/
+    ports.py): starting anyway would crash-loop the new hub while the old one answers."""
     lines: list[str] = []
     actor = service_actor(config)
     if isinstance(actor, str):
-        return [actor]
+        return [actor], None
     config_path = config_path_from_command(config.command, config.working_directory)
     try:
         raw = userfiles.read_bytes_as(actor, config_path, MAX_CONFIG_BYTES)
@@ -226,4 +233,6 @@ def cleanup_before_start(config: ServiceConfig, term_timeout: float = 5.0) -> li
         cleanup_proxy(files.proxy_pid_file, lines, term_timeout, actor)
     if files.hub_pid_file:
         cleanup_hub_pid_file(files.hub_pid_file, lines, actor)
-    return lines
+    from supervisor.jupyterhub.ports import held_by_others, hub_ports
+
+    return lines, held_by_others(hub_ports(hub_config or ConfigFile()))

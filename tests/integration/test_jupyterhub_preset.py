@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from supervisor.config import from_mapping
-from supervisor.jupyterhub.preset import cleanup_before_start
+from supervisor.jupyterhub.preset import before_start, cleanup_before_start
 
 # A stand-in for configurable-http-proxy: the word is in its command line, like the real one's.
 FAKE_PROXY = "import signal, sys, time\n{ignore}\nwhile True: time.sleep(1)\n"
@@ -143,3 +143,46 @@ class TestCleanupBeforeStart:
 
     def test_nothing_to_do_says_nothing(self, tmp_path):
         assert cleanup_before_start(make_service(tmp_path, "c = get_config()\n")) == []
+
+
+LISTENER = ("import socket, time\ns = socket.socket(socket.AF_INET6)\ns.bind(('::1', 0))\ns.listen()\n"
+            "print(s.getsockname()[1], flush=True)\ntime.sleep(600)\n")
+
+
+class TestPortsHeldByAnotherHub:
+    """The seed's migration: its own hub (started by its init.d script) still holds the ports."""
+
+    @pytest.fixture
+    def listener(self):
+        process = subprocess.Popen([sys.executable, "-c", LISTENER], stdout=subprocess.PIPE, text=True)
+        try:
+            yield process.pid, int(process.stdout.readline())
+        finally:
+            process.kill()
+            process.wait()
+
+    def test_a_held_hub_port_refuses_the_start_naming_the_process(self, tmp_path, listener):
+        pid, port = listener
+        config = make_service(tmp_path, f"c.JupyterHub.hub_bind_url = 'http://[::1]:{port}'\n")
+        lines, refusal = before_start(config)
+        if os.geteuid() != 0 and refusal is None:
+            pytest.skip("needs root to see which process holds a port")
+        assert refusal and f"port {port}" in refusal and f"pid {pid}" in refusal and "hub_bind_url" in refusal
+
+    def test_the_public_port_counts_only_when_the_hub_starts_the_proxy(self, tmp_path, listener):
+        _, port = listener
+        bind = f"c.JupyterHub.bind_url = 'https://[::1]:{port}'\n"
+        assert before_start(make_service(tmp_path, bind))[1] is not None or os.geteuid() != 0
+        # --proxy external: the public port is the jupyterhub-proxy service's, which is meant to run
+        external = bind + "c.JupyterHub.hub_bind_url = 'http://[::1]:1'\nc.ConfigurableHTTPProxy.should_start = False\n"
+        assert before_start(make_service(tmp_path, external))[1] is None
+
+    def test_free_ports_refuse_nothing(self, tmp_path):
+        assert before_start(make_service(tmp_path, "c.JupyterHub.hub_bind_url = 'http://[::1]:1'\n"
+                                                   "c.JupyterHub.bind_url = 'https://[::1]:2'\n"
+                                                   "c.ConfigurableHTTPProxy.api_url = 'http://[::1]:3'\n")) == ([], None)
+
+    def test_malformed_urls_are_left_to_the_doctor(self, tmp_path):
+        config = make_service(tmp_path, "c.JupyterHub.hub_bind_url = 'http://[::1]:80801'\n"
+                                        "c.JupyterHub.bind_url = 'http://[zz]:x'\n")
+        assert before_start(config)[1] is None

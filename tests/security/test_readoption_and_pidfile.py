@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 
 import pytest
 
-from conftest import IS_ROOT, alive, as_nobody, poll_until
+from conftest import IS_ROOT, PYTHON, SERVICE, alive, as_nobody, poll_until, processes_with
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="needs root: the attacker is nobody, the supervisor root")
 
@@ -75,3 +76,46 @@ def test_a_deleted_pid_file_never_gives_a_second_instance(sandbox):
     assert sandbox.cli("status", "demo").returncode == 0
     assert sandbox.cli("stop", "demo").returncode == 0
     assert not alive(supervisor) and not alive(service)
+
+
+def test_a_daemon_an_old_init_script_started_is_not_started_twice(sandbox):
+    """Migrating from a hand-written init.d script (the seed's): its daemon still runs and its PID
+    file names it. `svctl start` refuses, naming the PID, and leaves both the daemon and its PID
+    file alone (overwriting the file would aim the old script's `stop` at svctl's supervisor)."""
+    tag = f"--tag={sandbox.base.name}"
+    command = [PYTHON, SERVICE, tag]
+    sandbox.service("demo", command=command)
+    daemon = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        pidfile = sandbox.run / "demo.pid"
+        pidfile.write_text(f"{daemon.pid}\n")  # as start-stop-daemon --make-pidfile writes it
+        result = sandbox.cli("start", "demo")
+        assert result.returncode == 1, result.stderr
+        assert f"names pid {daemon.pid}" in result.stderr and "svctl did not start" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert pidfile.read_text() == f"{daemon.pid}\n" and daemon.poll() is None
+        assert processes_with(tag) == [daemon.pid]  # no second instance
+        assert sandbox.cli("status", "demo").returncode != 0  # and svctl does not claim it
+        stop = sandbox.cli("stop", "demo")  # nor signal it, nor remove its PID file
+        assert stop.returncode == 1 and f"names pid {daemon.pid}" in stop.stderr, stop.stderr
+        assert pidfile.read_text() == f"{daemon.pid}\n" and daemon.poll() is None
+    finally:
+        daemon.kill()
+        daemon.wait()
+    # Once it is gone the same PID file is merely stale: start goes ahead.
+    assert sandbox.cli("start", "demo").returncode == 0
+    assert sandbox.cli("stop", "demo").returncode == 0
+
+
+def test_a_reused_pid_of_another_program_in_the_pid_file_does_not_block_a_start(sandbox):
+    tag = f"--tag={sandbox.base.name}"
+    sandbox.service("demo", command=[PYTHON, SERVICE, tag])
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        (sandbox.run / "demo.pid").write_text(f"{other.pid}\n")
+        assert sandbox.cli("start", "demo").returncode == 0
+        assert other.poll() is None  # never signalled
+        assert sandbox.cli("stop", "demo").returncode == 0
+    finally:
+        other.kill()
+        other.wait()
