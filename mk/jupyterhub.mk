@@ -32,18 +32,25 @@ jupyterhub-deps: venv
 		npm install --no-fund --no-audit --prefix $(NPM_PREFIX) configurable-http-proxy || exit 1; \
 	fi
 
-# The shell traps INT with a handler (not ignoring it: an ignored signal would be inherited by svctl),
-# so Ctrl-C reaches svctl, which stops the hub, and the shell still prints the last line. A
-# background loop says when the hub is ready (`svctl status` shows it once /hub/health answers 200).
+# svctl runs in the background of this shell so that the shell can pass on what the terminal sends:
+# Ctrl-C (INT), TERM and closing the terminal (HUP, which svctl itself takes as "reload") all become
+# a TERM to svctl, which stops the hub; the shell then prints the last line. (svctl sets its own
+# SIGINT handler, so the background job's ignored SIGINT does not matter.) A background loop says
+# when the hub is ready (`svctl status` shows it once /hub/health answers 200).
 run-hub: jupyterhub-deps
+	@if $(SVCTL_RUN) status jupyterhub >/dev/null 2>&1; then \
+		echo "JupyterHub already runs under $(RUN_PREFIX) (another make run?); stop it there first" >&2; exit 1; fi
 	@$(PY) -m supervisor init jupyterhub --prefix $(RUN_PREFIX) --ip ::1 --port $(HUB_PORT) --auth dummy --no-hints \
 		--jupyterhub $(VENV)/bin/jupyterhub --proxy-command $(CHP) --stop-user-servers
 	@echo "JupyterHub: https://[::1]:$(HUB_PORT)/ (self-signed certificate: the browser asks once)"
-	@echo "logs: $(RUN_PREFIX)/var/log/jupyterhub.log (svctl events: $(RUN_PREFIX)/var/log/svctl/jupyterhub.json)"
-	@echo "status from another shell: $(SVCTL_RUN) status jupyterhub"
+	@echo "logs: $(abspath $(RUN_PREFIX))/var/log/jupyterhub.log (svctl events: $(abspath $(RUN_PREFIX))/var/log/svctl/jupyterhub.json)"
+	@echo "status from another shell: $(abspath $(PY)) -m supervisor --config-dir $(abspath $(RUN_PREFIX))/etc/svctl --run-dir $(abspath $(RUN_PREFIX))/run/svctl status jupyterhub"
 	@echo "Ctrl-C stops the hub (its proxy and user servers stop with it)"
-	@trap 'true' INT TERM; \
-		( until $(SVCTL_RUN) status jupyterhub 2>/dev/null | grep -q 'readiness: *ready '; do sleep 0.5; done; \
+	@$(SVCTL_RUN) run jupyterhub & svctl=$$!; \
+		trap 'kill -TERM $$svctl 2>/dev/null' INT TERM HUP; \
+		( until $(SVCTL_RUN) status jupyterhub 2>/dev/null | grep -q 'readiness: *ready '; do \
+			kill -0 $$svctl 2>/dev/null || exit 0; sleep 0.5; done; \
 		  echo "JupyterHub is ready: open https://[::1]:$(HUB_PORT)/" ) & ready=$$!; \
-		$(SVCTL_RUN) run jupyterhub; code=$$?; kill $$ready 2>/dev/null; \
+		while :; do wait $$svctl; code=$$?; kill -0 $$svctl 2>/dev/null || break; done; \
+		kill $$ready 2>/dev/null; \
 		echo "JupyterHub stopped (svctl run exited $$code)"; exit $$code

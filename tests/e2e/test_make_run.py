@@ -35,7 +35,8 @@ def netns():
         namespace.destroy()
 
 
-def test_make_run_prints_the_way_in_and_the_way_out(netns):
+@pytest.mark.parametrize("hangup", [signal.SIGINT, signal.SIGHUP], ids=["ctrl-c", "terminal-closed"])
+def test_make_run_prints_the_way_in_and_the_way_out(netns, hangup):
     prefix = Path(tempfile.mkdtemp(prefix="svctl-makerun-", dir="/var/tmp"))
     output = prefix.parent / (prefix.name + ".out")
     try:
@@ -46,14 +47,23 @@ def test_make_run_prints_the_way_in_and_the_way_out(netns):
         try:
             wait_for(lambda: "JupyterHub is ready" in output.read_text(), 90, "make run's ready line", interval=0.5)
             assert netns.get("https://[::1]:9443/hub/health") == 200
-            os.killpg(make.pid, signal.SIGINT)  # Ctrl-C in make run's terminal
+            if hangup == signal.SIGINT:  # a second make run in another terminal: refused, the first lives on
+                second = netns.run("make", "-C", str(REPO), "--no-print-directory", "run", f"RUN_PREFIX={prefix}",
+                                   timeout=120)
+                assert second.returncode != 0 and "already runs" in second.stderr, second.stdout + second.stderr
+                assert netns.get("https://[::1]:9443/hub/health") == 200
+            os.killpg(make.pid, hangup)  # Ctrl-C in make run's terminal, or the terminal closed
             code = make.wait(60)
         finally:
             if make.poll() is None:
                 os.killpg(make.pid, signal.SIGKILL)
                 make.wait()
         text = output.read_text()
-        assert code in (0, -signal.SIGINT), text  # make itself also got the Ctrl-C
+        assert code in (0, -hangup), text  # make itself also got the signal
+        if hangup == signal.SIGHUP:
+            assert "JupyterHub stopped" in text, text  # svctl takes HUP as reload: make run passes TERM
+            assert netns.pids() == [] or wait_for(lambda: netns.pids() == [], 10, "nothing left")
+            return
         for line in ("JupyterHub: https://[::1]:9443/", "login: ", f"logs: {prefix}/var/log/jupyterhub.log",
                      "status from another shell:", "Ctrl-C stops the hub", "JupyterHub is ready: open https://[::1]:9443/",
                      "JupyterHub stopped (svctl run exited 0)"):
