@@ -3,9 +3,12 @@
 [--stop-user-servers]``
 (options parsed by supervisor/cli.py, which also prints --help).
 
-Finds JupyterHub and its proxy first (exit 5 with the commands that install them, having written
-nothing), writes the files and prints one line per file (written / kept), installs the boot files
-(unless --prefix or --no-boot) and says what to do next. ``--renew-cert`` replaces only the
+Finds JupyterHub and its proxy first (exit 5 with the commands that install them, exit 6 for a
+given one root must not run; nothing written either way), writes the files and prints one line per
+file (written / kept), installs the boot files (unless --prefix or --no-boot) and says what to do
+next. What it reports is what the files on disk say, kept ones included: the programs they run, the
+boot files that exist, the proxy mode of the kept config (a --proxy contradicting it is exit 6
+before any write). ``--renew-cert`` (supervisor/commands/renew_cert.py) replaces only the
 self-signed certificate and restarts whatever serves it.
 """
 
@@ -32,7 +35,7 @@ class InitArgs:
         self.api_port = options.number("--api-port", 9001, 1, 65535)
         self.prefix = options.value("--prefix", "")
         self.users, self.admins = options.value("--users", ""), options.value("--admins", "")
-        self.auth, self.proxy = _choice(options, "--auth"), _choice(options, "--proxy")
+        self.auth, self.proxy = _choice(options, "--auth", "pam"), _choice(options, "--proxy")  # None: the kept one
         self.jupyterhub, self.proxy_command = options.value("--jupyterhub"), options.value("--proxy-command")
         self.force, self.no_hints = options.flag("--force"), options.flag("--no-hints")
         self.no_boot, self.renew_cert = options.flag("--no-boot"), options.flag("--renew-cert")
@@ -46,12 +49,13 @@ class InitArgs:
                                        f"--ip, not {', '.join(others)}")
 
 
-def _choice(options, option: str) -> str:
+def _choice(options, option: str, default: str | None = None) -> str | None:
+    """The value of a choice option; DEFAULT (None: "not given") when absent."""
     from supervisor.cli import bad_args
 
     allowed = CHOICES[option]
-    value = options.value(option, allowed[0])
-    if value not in allowed:
+    value = options.value(option, default)
+    if value is not None and value not in allowed:
         raise bad_args("init", f"{option} must be {' or '.join(allowed)}, not {value!r}")
     return value
 
@@ -60,7 +64,7 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(sorted({name.strip() for name in text.split(",") if name.strip()}))
 
 
-def _host_addresses() -> list[str]:
+def host_addresses() -> list[str]:
     import socket
 
     import psutil
@@ -69,7 +73,7 @@ def _host_addresses() -> list[str]:
             if entry.family == socket.AF_INET6]
 
 
-def _require_root(prefix: str, what: str) -> None:
+def require_root(prefix: str, what: str) -> None:
     """Exit 4 before anything else is looked at: without --prefix init needs root, and a --prefix
     must be (or be creatable in) a directory the caller can write."""
     if not prefix and os.geteuid() != 0:
@@ -94,28 +98,31 @@ def init(context, args: list[str]) -> int:
     from supervisor.jupyterhub import certs, scaffold
 
     if options.renew_cert:
+        from supervisor.commands.renew_cert import renew_cert
+
         return renew_cert(context, options)
     try:
-        ip = scaffold.check_ip(options.ip) if options.ip else scaffold.default_ip(_host_addresses())
+        ip = scaffold.check_ip(options.ip) if options.ip else scaffold.default_ip(host_addresses())
     except scaffold.InitError as exc:
         raise SvctlError(f"init jupyterhub: {exc}", Exit.BAD_ARGS) from None
-    _require_root(options.prefix, "it writes /etc/jupyterhub, /srv/jupyterhub, /etc/svctl and the boot files")
+    require_root(options.prefix, "it writes /etc/jupyterhub, /srv/jupyterhub, /etc/svctl and the boot files")
+    layout = scaffold.Layout.under(options.prefix, context.config_dir)
+    proxy_mode = _proxy_mode(options, layout)
     programs = _locate(options)
     users, admins = _names(options.users), _names(options.admins)
     if options.auth == "dummy" and not users:
         users = (getpass.getuser(),)
-    layout = scaffold.Layout.under(options.prefix, context.config_dir)
-    services = ["jupyterhub-proxy", "jupyterhub"] if options.proxy == "external" else ["jupyterhub"]
+    services = _services(proxy_mode == "external")
     boot = not layout.prefix and not options.no_boot
     if boot:
         _preflight_boot(services)  # refusals come before anything is written
     settings = scaffold.InitOptions(
         ip=ip, port=options.port, hub_port=options.hub_port, api_port=options.api_port,
-        jupyterhub=programs.jupyterhub, proxy=programs.proxy,
-        path_env=scaffold.hub_path(programs.jupyterhub, programs.proxy, programs.node),
-        users=users, admins=admins, auth=options.auth, proxy_mode=options.proxy,
+        jupyterhub=programs.jupyterhub, proxy=programs.proxy, path_env=programs.path_env,
+        users=users, admins=admins, auth=options.auth, proxy_mode=proxy_mode,
         stop_user_servers=options.stop_user_servers,
     )
+    token_before = _read_token(layout)
     try:
         results = scaffold.write_all(layout, settings, force=options.force)
     except PermissionError as exc:
@@ -124,27 +131,72 @@ def init(context, args: list[str]) -> int:
                          "in a directory of yours)", Exit.NOT_ROOT) from None
     except (OSError, certs.CertError) as exc:
         raise SvctlError(f"init jupyterhub: {exc}", Exit.FAILED) from None
-    _report(results, layout, settings, programs.node)
+    _report(results, layout, settings, programs, options)
+    if settings.external_proxy and token_before not in (None, _read_token(layout)):
+        print(f"note: {layout.proxy_token_file} held no valid token, so the proxy's token is new: restart "
+              "jupyterhub-proxy, then jupyterhub, so that both use it")
     if boot:
         _install_boot(context, services)
-    elif layout.prefix:
-        print(f"boot files: none (--prefix writes nothing outside {layout.prefix})")
-    else:
-        print(f"boot files: not installed (--no-boot); {', '.join(f'`svctl install {name}`' for name in services)} "
-              "would install them")
+    _report_boot(layout, services, options.no_boot)
     if not options.no_hints:
-        _next(results, layout, settings, boot)
+        _next(layout, settings)
     return Exit.OK
 
 
-def _locate(options):
-    """The programs, or exit 5 naming what is missing and how to install it, before any write."""
-    from supervisor.jupyterhub import locate
+def _services(external: bool) -> list[str]:
+    return ["jupyterhub-proxy", "jupyterhub"] if external else ["jupyterhub"]
+
+
+def config_is_external(config_path: str) -> bool | None:
+    """Whether the hub config leaves the proxy to the jupyterhub-proxy service (should_start = False);
+    None when there is no config or it cannot be told (unreadable, or the value is computed)."""
+    from supervisor.jupyterhub.pyconfig import read_config
 
     try:
-        return locate.locate(options.jupyterhub, options.proxy_command, (os.getcwd(), _REPO_ROOT))
+        value = read_config(config_path).get("ConfigurableHTTPProxy.should_start", True)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    return value is False if isinstance(value, bool) else None
+
+
+def _proxy_mode(options, layout) -> str:
+    """The proxy mode in effect: --proxy, else the kept deployment's (a rerun, --force included, keeps
+    an external-proxy install external). A --proxy the kept config contradicts is refused (exit 6,
+    nothing written): the kept config would win, while the boot files and the next: line would be
+    the other mode's (following them: EADDRINUSE). --force rewrites the files for the given mode."""
+    kept, where = None, layout.config_path
+    if os.path.exists(layout.config_path):
+        external = config_is_external(layout.config_path)
+        kept = None if external is None else "external" if external else "hub"
+    elif os.path.exists(layout.proxy_service_file):
+        kept, where = "external", layout.proxy_service_file
+    if options.proxy is None:
+        return kept or "hub"
+    if kept not in (None, options.proxy) and not options.force:
+        what = ("leaves the proxy to the jupyterhub-proxy service" if kept == "external"
+                else "lets the hub start its own proxy")
+        raise SvctlError(f"init jupyterhub: --proxy {options.proxy}: the kept {where} {what} (--proxy {kept}); "
+                         f"nothing was written; rerun with --force to rewrite the files for --proxy "
+                         f"{options.proxy}", Exit.NOT_CONFIGURED)
+    return options.proxy
+
+
+def _locate(options):
+    """The programs, or exit 5 naming what is missing and how to install it, before any write; exit 6
+    for a given program root must not run (as a start of the service would refuse it: exit 6)."""
+    from supervisor.jupyterhub import locate
+
+    # make jupyterhub-deps' proxy in svctl's own source checkout, for a --prefix install (make run's
+    # and the tests'); never the current directory, which may be anyone's (/tmp).
+    checkout = os.path.exists(os.path.join(_REPO_ROOT, "mk", "jupyterhub.mk"))
+    roots = (_REPO_ROOT,) if options.prefix and checkout else ()
+    try:
+        return locate.locate(options.jupyterhub, options.proxy_command, roots, trusted=os.geteuid() == 0)
+    except locate.Untrusted as exc:
+        raise SvctlError(f"init jupyterhub: {exc}; nothing was written", Exit.NOT_CONFIGURED) from None
     except locate.NotFound as exc:
         lines = [f"init jupyterhub: {exc}; nothing was written"]
+        lines += [f"skipped: {line}" for line in exc.skipped]
         if not str(exc).startswith("--"):
             system = locate.os_release()
             lines.append("install it (as root):")
@@ -175,11 +227,60 @@ def _install_boot(context, services: list[str]) -> None:
                              f"fix that and run `svctl install {name}`", exc.code) from None
 
 
-def _report(results, layout, settings, node: str | None) -> None:
+def _read_token(layout) -> bytes | None:
+    from supervisor.unix import userfiles
+
+    try:
+        return userfiles.read_bytes(layout.proxy_token_file, 4096)
+    except OSError:
+        return None
+
+
+def _in_effect(layout, external: bool) -> tuple[str, str]:
+    """(hub, proxy) as the files on disk run them, kept or written: what `start` will run."""
+    from supervisor.config import load
+    from supervisor.jupyterhub.pyconfig import read_config
+
+    try:
+        hub = load("jupyterhub", layout.config_dir).command[0]
+    except SvctlError as exc:
+        hub = f"(unknown: {exc})"
+    if external:
+        try:
+            return hub, load("jupyterhub-proxy", layout.config_dir).command[0]
+        except SvctlError as exc:
+            return hub, f"(unknown: {exc})"
+    try:
+        command = read_config(layout.config_path).get("ConfigurableHTTPProxy.command")
+    except (OSError, ValueError) as exc:
+        return hub, f"(unknown: {layout.config_path}: {exc})"
+    if command is None:
+        return hub, "configurable-http-proxy from the service's PATH"
+    if isinstance(command, list) and command and all(isinstance(word, str) for word in command):
+        return hub, command[0]
+    return hub, f"(what {layout.config_path} computes for c.ConfigurableHTTPProxy.command)"
+
+
+def _report(results, layout, settings, programs, options) -> None:
+    """One line per file, then the programs the files on disk run: a kept file wins over the options."""
+    from supervisor.jupyterhub.locate import program_problem
+
+    for line in programs.skipped:
+        print(f"skipped: {line}")
     for item in results:
         print(f"{'wrote' if item.created else 'kept (exists; --force overwrites)'}: {item.path}")
-    print(f"using: {settings.jupyterhub} and {settings.proxy}")
-    if node is None:
+    hub, proxy = _in_effect(layout, settings.external_proxy)
+    proxy_file = layout.proxy_service_file if settings.external_proxy else layout.config_path
+    for running, chosen, given, where in ((hub, settings.jupyterhub, options.jupyterhub, layout.service_file),
+                                         (proxy, settings.proxy, options.proxy_command, proxy_file)):
+        if running == chosen or running.startswith("("):
+            continue
+        print(f"kept: {where} runs {running}, not the {'given' if given else 'found'} {chosen}; --force rewrites it")
+        problem = program_problem(running) if os.geteuid() == 0 and running.startswith("/") else None
+        if problem:
+            print(f"warning: root must not run {running}: {problem}")
+    print(f"using: {hub} and {proxy}")
+    if programs.node is None:
         print("warning: node not found, and configurable-http-proxy runs on it: apt-get install nodejs")
     if settings.auth == "dummy":
         secret = next((item.secret for item in results if item.path == layout.password_file and item.secret), None)
@@ -187,166 +288,47 @@ def _report(results, layout, settings, node: str | None) -> None:
         print(f"login: {', '.join(settings.users)}  password: {shown}")
     elif not settings.users and not settings.admins:
         print(f"note: no --users given; nobody can log in until {layout.config_path} sets allowed_users")
+    if not settings.external_proxy and os.path.exists(layout.proxy_service_file):
+        undo = "" if layout.prefix else ", `svctl uninstall jupyterhub-proxy`"
+        print(f"note: {layout.proxy_service_file} is left from the external-proxy mode: stop that service{undo} "
+              "and remove the file, or the hub's own proxy cannot bind its port")
 
 
-def _next(results, layout, settings, boot: bool) -> None:
-    url = f"https://{'[' + settings.ip + ']' if ':' in settings.ip else settings.ip}:{settings.port}"
-    global_flags = f"--config-dir {layout.config_dir} --run-dir {layout.run_dir} " if layout.prefix else ""
-    services = ["jupyterhub-proxy", "jupyterhub"] if settings.external_proxy else ["jupyterhub"]
-    if settings.external_proxy:
-        kept_config = any(item.path == layout.config_path and not item.created for item in results)
-        if kept_config and not _is_external(layout.config_path):
-            print(f"warning: the kept {layout.config_path} lets the hub start its own proxy; "
-                  "rerun with --force to write the external-proxy config")
-    # With boot files, `service` is what the operator (and the boot) uses; without, svctl itself.
-    starts = [f"service {name} start" if boot else f"svctl {global_flags}start {name}" for name in services]
-    print(f"next: svctl {global_flags}check jupyterhub; {'; '.join(starts)}; then open {url}")
+def _boot_files(name: str) -> list[str]:
+    from supervisor import boot
+
+    return [path for path in (f"{boot.INITD_DIR}/{name}", f"{boot.SYSTEMD_DIR}/{name}.service")
+            if os.path.lexists(path)]
 
 
-def _is_external(config_path: str) -> bool:
+def _report_boot(layout, services: list[str], no_boot: bool) -> None:
+    """What boot files exist now (this run's, or a previous one's that --no-boot left in place)."""
+    if layout.prefix:
+        print(f"boot files: none (--prefix writes nothing outside {layout.prefix})")
+        return
+    if not no_boot:
+        return  # install printed each file
+    present = [path for name in services for path in _boot_files(name)]
+    missing = [name for name in services if not _boot_files(name)]
+    parts = [f"{', '.join(present)} (installed before; --no-boot leaves them)"] if present else []
+    if missing:
+        parts.append(f"not installed (--no-boot); {', '.join(f'`svctl install {name}`' for name in missing)} "
+                     "would install them")
+    print(f"boot files: {'; '.join(parts)}")
+
+
+def _next(layout, settings) -> None:
+    """The commands that start what the files in effect describe: `service NAME start` where NAME's
+    boot files exist (what the operator and the boot use), else svctl itself."""
     from supervisor.jupyterhub.pyconfig import read_config
 
     try:
-        return read_config(config_path).get("ConfigurableHTTPProxy.should_start", True) is False
-    except (OSError, SyntaxError, ValueError):
-        return False
-
-
-# ---- --renew-cert ------------------------------------------------------------------------------
-
-
-def renew_cert(context, options) -> int:
-    """A new self-signed pair for the one the hub (or, external mode, the proxy) serves; then a
-    restart of that service if it runs: it reads the certificate only when it starts, and the
-    certificate is not a watched file, so a reload would say "unchanged"."""
-    from supervisor.jupyterhub import certs, scaffold
-
-    layout = scaffold.Layout.under(options.prefix, context.config_dir)
-    _require_root(layout.prefix, f"it replaces the certificate in {layout.ssl_dir}")
-    external = _is_external(layout.config_path) and os.path.exists(layout.proxy_service_file)
-    cert, key, bind_url = _served_pair(layout, external)
-    try:
-        ip = scaffold.check_ip(options.ip or _url_ip(bind_url) or scaffold.default_ip(_host_addresses()))
-    except scaffold.InitError as exc:
-        raise SvctlError(f"init jupyterhub: {exc}", Exit.BAD_ARGS) from None
-    existing = _read_certificate(cert)
-    if existing is not None:
-        issuer, subject = _issuer_and_subject(cert, existing)
-        if issuer != subject:
-            raise SvctlError(f"init jupyterhub --renew-cert: {cert} was issued by {issuer}, not self-signed: "
-                             "renew it with that CA (svctl replaces only a self-signed certificate)")
-    try:
-        certs.generate(cert, key, ip)
-    except (OSError, certs.CertError) as exc:
-        raise SvctlError(f"init jupyterhub --renew-cert: {exc}") from None
-    print(f"renewed: {cert} and {key} (self-signed for {ip}, ::1 and localhost, {certs.VALID_DAYS} days)")
-    _restart_servers(context, layout, external)
-    return Exit.OK
-
-
-def _served_pair(layout, external: bool) -> tuple[str, str, str | None]:
-    """(certificate, key, bind URL) as the config (external mode: the proxy's service file) names them,
-    else init's own paths; a value the config computes (not a literal) is not guessed at."""
-    from supervisor.jupyterhub.pyconfig import read_config
-
-    cert, key, bind_url = layout.cert, layout.key, None
-    try:
-        hub = read_config(layout.config_path)
+        url = read_config(layout.config_path).get("JupyterHub.bind_url")  # a kept config's address
     except (OSError, ValueError):
-        hub = None
-    if hub is not None:
-        bind_url = hub.get("JupyterHub.bind_url") if isinstance(hub.get("JupyterHub.bind_url"), str) else None
-        for trait in ("ssl_cert", "ssl_key"):
-            value = hub.get(f"JupyterHub.{trait}", None)
-            if value is not None and not isinstance(value, str):
-                raise SvctlError(f"init jupyterhub --renew-cert: c.JupyterHub.{trait} in {layout.config_path} "
-                                 "is computed, so which file to replace is not known; renew it by hand")
-        cert, key = hub.get("JupyterHub.ssl_cert", cert), hub.get("JupyterHub.ssl_key", key)
-    if external:
-        from supervisor.config import load
-
-        command = list(load("jupyterhub-proxy", layout.config_dir).command)
-        for flag in ("--ssl-cert", "--ssl-key"):
-            if flag in command[:-1]:
-                value = command[command.index(flag) + 1]
-                cert, key = (value, key) if flag == "--ssl-cert" else (cert, value)
-    return cert, key, bind_url
-
-
-def _url_ip(url: str | None) -> str | None:
-    from urllib.parse import urlsplit
-
-    try:
-        host = urlsplit(url).hostname if url else None
-    except ValueError:
-        return None
-    return host if host and (":" in host or host.replace(".", "").isdigit()) else None
-
-
-def _read_certificate(path: str) -> bytes | None:
-    """The certificate's bytes (None when there is none yet), read as whoever controls its directory:
-    the config names the file, and a FIFO or a link planted there is refused, never followed."""
-    from supervisor.unix import userfiles
-
-    try:
-        return userfiles.read_bytes(path, 1 << 20)
-    except OSError as exc:
-        raise SvctlError(f"init jupyterhub --renew-cert: cannot read {path}: {userfiles.describe(exc)}") from None
-
-
-def _issuer_and_subject(path: str, data: bytes) -> tuple[str, str]:
-    """The certificate's issuer and subject names; one that cannot be parsed is refused, never replaced."""
-    not_pem = SvctlError(f"init jupyterhub --renew-cert: {path} is not a PEM certificate; it is left alone "
-                         "(move it away and run the command again to make a new one)")
-    try:
-        from cryptography import x509
-    except ImportError:
-        return _issuer_and_subject_openssl(data, not_pem)
-    try:
-        certificate = x509.load_pem_x509_certificate(data)
-    except ValueError:
-        raise not_pem from None
-    return certificate.issuer.rfc4514_string(), certificate.subject.rfc4514_string()
-
-
-def _issuer_and_subject_openssl(data: bytes, not_pem: SvctlError) -> tuple[str, str]:
-    import shutil
-    import subprocess
-
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        raise SvctlError("init jupyterhub --renew-cert: neither the cryptography package nor openssl is "
-                         "installed, so the certificate's issuer cannot be checked")
-    done = subprocess.run([openssl, "x509", "-noout", "-issuer", "-subject", "-nameopt", "RFC2253"], input=data,
-                          capture_output=True, timeout=30, check=False)
-    lines = done.stdout.decode("utf-8", errors="replace").splitlines()
-    names = dict(line.partition("=")[::2] for line in lines if "=" in line)
-    if done.returncode != 0 or "issuer" not in names or "subject" not in names:
-        raise not_pem
-    return names["issuer"].strip(), names["subject"].strip()
-
-
-def _restart_servers(context, layout, external: bool) -> None:
-    """Restart what serves TLS, if it runs. External mode: the proxy, then the hub, whose start puts
-    the user routes back into the new proxy at once (a hub restart costs users nothing there)."""
-    from supervisor import config as configuration
-    from supervisor.cli import Context
-    from supervisor.commands import lifecycle
-    from supervisor.observe import observe
-
-    run_dir = layout.run_dir if layout.prefix else context.run_dir
-    scope = Context(layout.config_dir, run_dir)
-    for name in ["jupyterhub-proxy", "jupyterhub"] if external else ["jupyterhub"]:
-        try:
-            service = configuration.load(name, layout.config_dir)
-        except SvctlError as exc:
-            print(f"{name}: {exc}; restart whatever serves the certificate yourself")
-            return
-        if not lifecycle.is_running(observe(service, run_dir)):
-            print(f"{name}: not running; it uses the new certificate when it starts")
-            return
-        print(f"{name}: restarting, so that it serves the new certificate")
-        code = lifecycle.restart(scope, [name])
-        if code != Exit.OK:
-            raise SvctlError(f"init jupyterhub --renew-cert: the certificate is new, but restarting {name} "
-                             f"failed (exit {code}): see svctl status {name}", code)
+        url = None
+    if not isinstance(url, str):
+        url = f"https://{'[' + settings.ip + ']' if ':' in settings.ip else settings.ip}:{settings.port}"
+    global_flags = f"--config-dir {layout.config_dir} --run-dir {layout.run_dir} " if layout.prefix else ""
+    starts = [f"service {name} start" if not layout.prefix and _boot_files(name) else
+              f"svctl {global_flags}start {name}" for name in _services(settings.external_proxy)]
+    print(f"next: svctl {global_flags}check jupyterhub; {'; '.join(starts)}; then open {url}")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import secrets
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,7 +25,8 @@ from supervisor.jupyterhub.external_proxy import (
     proxy_token,
     render_proxy_service,
 )
-from supervisor.jupyterhub.locate import find_jupyterhub, find_proxy  # noqa: F401 (tests/e2e import them here)
+# tests/e2e import find_jupyterhub and find_proxy from here; hub_path (the service's PATH) is locate's.
+from supervisor.jupyterhub.locate import BASE_PATH, find_jupyterhub, find_proxy, hub_path  # noqa: F401
 
 SERVICE = "jupyterhub"
 AUTH_MODES = ("pam", "dummy")
@@ -36,7 +37,6 @@ PROXY_MODES = ("hub", "external")
 DEFAULT_PORT = 9443
 DEFAULT_HUB_PORT = 9081  # the hub's private API
 DEFAULT_API_PORT = 9001  # the proxy's REST API
-BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
@@ -343,7 +343,7 @@ def write_all(layout: Layout, options: InitOptions, *, force: bool = False) -> l
                             (os.path.dirname(layout.events_file), 0o755)):
         os.makedirs(directory, mode=mode, exist_ok=True)
     if options.external_proxy and not options.proxy_token:
-        options = replace(options, proxy_token=proxy_token(layout, force=force))
+        options = replace(options, proxy_token=shared_token(layout, force))
     results: list[Written] = []
     for planned in plan(layout, options):
         if os.path.exists(planned.path) and not force:
@@ -361,16 +361,16 @@ def write_all(layout: Layout, options: InitOptions, *, force: bool = False) -> l
     return results
 
 
-def hub_path(jupyterhub: str | None, proxy: str | None, node: str | None = None) -> str:
-    """PATH for the hub: jupyterhub-singleuser (beside jupyterhub), configurable-http-proxy and node
-    first, because the hub starts the first two by name and the proxy is ``#!/usr/bin/env node``."""
-    directories: list[str] = []
-    node = node or shutil.which("node")
-    for program in (jupyterhub, proxy, node):
-        if program and os.path.dirname(program) not in directories:
-            directories.append(os.path.dirname(program))
-    base = [entry for entry in BASE_PATH.split(":") if entry not in directories]
-    return ":".join([*directories, *base])
+# What a proxy token looks like (init writes 64 hex digits); anything else in the file is not one.
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~+/=-]{16,1024}")
+
+
+def shared_token(layout: Layout, force: bool) -> str:
+    """The proxy token of both service files and the token file: the one already written, even with
+    --force, because a running jupyterhub-proxy keeps the token it started with, and a hub restarted
+    with a new one would get 403 from it. --force makes a new one only when the kept one is no token."""
+    token = proxy_token(layout)  # the token file's, else a kept service file's, else a new one
+    return token if not force or TOKEN_PATTERN.fullmatch(token) else proxy_token(layout, force=True)
 
 
 def default_ip(addresses: list[str]) -> str:

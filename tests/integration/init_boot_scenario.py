@@ -77,6 +77,10 @@ def main() -> None:
     result["init"] = run(init)
     result["links"] = rc_links("jupyterhub")
     result["status"] = run(["service", "jupyterhub", "status"])
+    result["rerun_no_boot"] = run([*init, "--no-boot"])  # the boot files from the run above are there
+    result["contradiction"] = run([*init, "--proxy", "external"])
+    result["contradiction_proxy_files"] = [path for path in ("/etc/init.d/jupyterhub-proxy",
+                                                             "/etc/svctl/jupyterhub-proxy.toml") if os.path.exists(path)]
     clean(svctl)
 
     result["no_boot"] = run([*init, "--no-boot"])
@@ -85,6 +89,7 @@ def main() -> None:
 
     result["external"] = run([*init, "--proxy", "external"])
     result["external_status"] = {name: run(["service", name, "status"]) for name in ("jupyterhub-proxy", "jupyterhub")}
+    result["external_rerun"] = run([*init, "--no-boot"])  # no --proxy: the kept config says external
     clean(svctl)
     with open(result_path, "w") as handle:
         json.dump(result, handle, indent=1)

@@ -126,3 +126,67 @@ class TestFinding:
         real = program(tmp_path / "nodeenv/lib/node_modules/configurable-http-proxy/bin/chp")
         node = program(tmp_path / "nodeenv/lib/node_modules/configurable-http-proxy/bin/node")
         assert locate.find_node(None, real, path="") == node
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give files to nobody")
+
+
+class TestTrusted:
+    """For a hub that runs as root, what init picks must pass the root-service rule (docs/security.md X2)."""
+
+    @needs_root
+    def test_a_candidate_nobody_owns_is_skipped_with_the_reason(self, tmp_path):
+        planted = program(tmp_path / "nobody/configurable-http-proxy")
+        os.chown(tmp_path / "nobody", 65534, 65534)
+        kept = program(tmp_path / "venv/bin/configurable-http-proxy")
+        hub = program(tmp_path / "venv/bin/jupyterhub")
+        skipped: list[str] = []
+        path = str(tmp_path / "nobody")
+        assert locate.find_proxy((), hub, path=path, trusted=True, skipped=skipped) == kept
+        assert skipped == [f"{planted}: the directory {tmp_path}/nobody is owned by nobody (uid 65534), not root, "
+                           f"who can replace anything in it; fix: chown root {tmp_path}/nobody"]
+        assert locate.find_proxy((), hub, path=path) == planted  # a non-root hub runs as its caller: no rule
+
+    def test_a_group_writable_program_is_refused(self, tmp_path):
+        hub = program(tmp_path / "bin/jupyterhub")
+        os.chmod(hub, 0o775)
+        assert locate.program_problem(hub) == f"{hub} is group-writable (mode 0775); fix: chmod go-w {hub}"
+        with pytest.raises(locate.Untrusted, match=r"^--jupyterhub .*: refusing to run it as root: .*group-writable"):
+            locate.locate(hub, program(tmp_path / "bin/chp"), (), path="", trusted=True)
+
+    def test_interpreters_are_judged_too(self, tmp_path):
+        python = program(tmp_path / "py/python3")
+        os.chmod(tmp_path / "py", 0o777)
+        hub = program(tmp_path / "venv/bin/jupyterhub")
+        (tmp_path / "venv/bin/jupyterhub").write_text(f"#!{python}\nimport jupyterhub\n")
+        assert locate.program_problem(hub).startswith(f"it runs {python}, and the directory {tmp_path}/py is "
+                                                      "world-writable (mode 0777)")
+        # pip's launcher when the interpreter's path is too long for #!
+        (tmp_path / "venv/bin/jupyterhub").write_text(f"#!/bin/sh\n'''exec' \"{python}\" \"$0\" \"$@\"\n' '''\n")
+        assert locate.program_problem(hub).startswith(f"it runs {python}, and")
+
+    def test_env_runs_the_program_the_service_path_finds(self, tmp_path):
+        proxy = program(tmp_path / "npm/configurable-http-proxy")
+        (tmp_path / "npm/configurable-http-proxy").write_text("#!/usr/bin/env node\n")
+        node = program(tmp_path / "node/node")
+        os.chmod(node, 0o777)
+        assert locate.program_problem(proxy) is None  # /usr/bin/env itself is root's
+        assert locate.program_problem(proxy, str(tmp_path / "node")) == (
+            f"it runs {node}, and {node} is world-writable (mode 0777); fix: chmod go-w {node}")
+
+    def test_an_untrusted_directory_is_left_off_the_service_path(self, tmp_path):
+        hub = program(tmp_path / "venv/bin/jupyterhub")
+        proxy = program(tmp_path / "shared/configurable-http-proxy")
+        os.chmod(tmp_path / "shared", 0o777)
+        skipped: list[str] = []
+        path = locate.hub_path(hub, proxy, None, trusted=True, skipped=skipped).split(":")
+        assert path[0] == str(tmp_path / "venv/bin") and str(tmp_path / "shared") not in path
+        assert skipped[0].startswith(f"{tmp_path}/shared (left off the service's PATH): the directory")
+        assert locate.hub_path(hub, proxy).split(":")[:2] == [str(tmp_path / "venv/bin"), str(tmp_path / "shared")]
+
+    def test_relative_path_entries_are_never_searched(self, tmp_path, monkeypatch):
+        """"" and "." in PATH mean the current directory: whoever runs init from /tmp gets /tmp's programs."""
+        program(tmp_path / "jupyterhub")
+        monkeypatch.chdir(tmp_path)
+        assert locate.find_jupyterhub(path=":.:bin", executable="/nonexistent/python") in (
+            None, f"{locate.OPT}/bin/jupyterhub")

@@ -257,3 +257,24 @@ class TestNotInstalled:
         assert config.env["PATH"].split(":")[0] == str(programs)
         hub = read_config(str(prefix / "etc/jupyterhub/jupyterhub_config.py"))
         assert hub.get("ConfigurableHTTPProxy.command") == [str(programs / "configurable-http-proxy")]
+
+
+class TestProxyToken:
+    """The shared secret of hub and proxy survives --force: a running proxy keeps the token it started
+    with, and a hub restarted with a new one would get 403 from it (red-team finding, item 3)."""
+
+    def test_force_keeps_a_valid_token(self, tmp_path):
+        layout = scaffold.Layout.under(str(tmp_path), "/etc/svctl")
+        (tmp_path / "srv/jupyterhub").mkdir(parents=True)
+        token = "a" * 64
+        (tmp_path / "srv/jupyterhub/proxy-auth-token").write_text(token + "\n")
+        assert scaffold.shared_token(layout, force=True) == token
+        assert scaffold.shared_token(layout, force=False) == token
+
+    def test_force_replaces_what_is_no_token(self, tmp_path):
+        layout = scaffold.Layout.under(str(tmp_path), "/etc/svctl")
+        (tmp_path / "srv/jupyterhub").mkdir(parents=True)
+        (tmp_path / "srv/jupyterhub/proxy-auth-token").write_text("not a token\n")
+        new = scaffold.shared_token(layout, force=True)
+        assert scaffold.TOKEN_PATTERN.fullmatch(new) and len(new) == 64
+        assert scaffold.shared_token(layout, force=False) == "not a token"  # kept files must agree
