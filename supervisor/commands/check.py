@@ -91,13 +91,22 @@ def check(context, args: list[str]) -> int:
     else:
         for finding in findings:
             # an unchecked finding's message already starts "not checked as USER:"
-            print(finding.message if finding.severity == UNCHECKED else f"{finding.severity}: {finding.message}")
+            message = finding.message if finding.severity == UNCHECKED else f"{finding.severity}: {finding.message}"
+            print(printable(message))
             if finding.fix:
-                print(f"    fix: {finding.fix}")
+                print(printable(f"    fix: {finding.fix}"))
         print(f"{config.name}: {_verdict(errors, not_checked)} ({len(findings)} findings)")
     if errors:
         return Exit.NOT_CONFIGURED
     return Exit.NOT_ROOT if not_checked else Exit.OK
+
+
+def printable(text: str) -> str:
+    """TEXT safe for a terminal and for any stdout encoding: findings quote what a user's config says,
+    and a control character there (an escape sequence, a NUL) or a lone surrogate (from a "\\ud800"
+    escape, which print() cannot encode) is shown as its escape. Newlines stay: messages use them."""
+    # str.isprintable() is False for control characters and for surrogates (category Cs)
+    return "".join(char if char == "\n" or char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def _verdict(errors: int, not_checked: int) -> str:

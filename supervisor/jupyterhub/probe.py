@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import socket
-import subprocess
-from pathlib import Path
 
 import psutil
 
 from supervisor.config import ServiceConfig
 from supervisor.jupyterhub import probe_files
-from supervisor.jupyterhub.doctor import (ERROR, Facts, Finding, HostFacts, PortState, diagnose, host_of,
-                                          hub_user_names, resolve, unchecked)
-from supervisor.jupyterhub.probe_files import interpreter as _interpreter
+from supervisor.jupyterhub.doctor import (ERROR, Facts, Finding, HostFacts, PortState, diagnose, hub_user_names,
+                                          resolve, unchecked)
+from supervisor.jupyterhub.doctor.values import parse_url, usable_port
+from supervisor.jupyterhub.probe_programs import (elsewhere, hub_venv, jupyter_server_state, proxy_wanted,
+                                                  singleuser_blocked, trust_problems)
 from supervisor.jupyterhub.pyconfig import ConfigFile, config_path_from_command, read_config
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -60,31 +59,29 @@ def host_facts() -> HostFacts:
 
 
 def _endpoints(hub: ConfigFile) -> list[tuple[str, str, int]]:
-    """(setting, host, port) of the three listeners: public proxy, proxy API, hub API."""
-    from urllib.parse import urlsplit
-
+    """(setting, host, port) of the three listeners: public proxy, proxy API, hub API. A URL or port
+    that cannot be parsed is left out: values.value_findings reports it as an error."""
     endpoints = []
-    legacy_ip, legacy_port = hub.get("JupyterHub.ip"), hub.get("JupyterHub.port", 8000)
-    if not hub.has("JupyterHub.bind_url") and isinstance(legacy_ip, str) and isinstance(legacy_port, int):
+    legacy_ip, legacy_port = hub.get("JupyterHub.ip"), usable_port(hub.get("JupyterHub.port", 8000))
+    if not hub.has("JupyterHub.bind_url") and isinstance(legacy_ip, str) and legacy_port is not None:
         endpoints.append(("JupyterHub.ip", legacy_ip, legacy_port))
-    for key, default in (("JupyterHub.bind_url", "http://:8000"),
-                         ("ConfigurableHTTPProxy.api_url", "http://127.0.0.1:8001")):
+    for key, default, default_port in (("JupyterHub.bind_url", "http://:8000", 8000),
+                                       ("ConfigurableHTTPProxy.api_url", "http://127.0.0.1:8001", 8000),
+                                       ("JupyterHub.hub_bind_url", None, 8081)):
         if key == "JupyterHub.bind_url" and endpoints:
             continue
         value = hub.get(key, default)
         if isinstance(value, str):
             try:
-                parts = urlsplit(value)
-                endpoints.append((key, parts.hostname or "", parts.port or 8000))
+                host, port = parse_url(value)
             except ValueError:
                 continue
-    hub_url = hub.get("JupyterHub.hub_bind_url")
-    if isinstance(hub_url, str):
-        endpoints.append(("JupyterHub.hub_bind_url", host_of(hub_url), urlsplit(hub_url).port or 8081))
-    elif isinstance(hub.get("JupyterHub.hub_ip", "127.0.0.1"), str):
-        port = hub.get("JupyterHub.hub_port", 8081)
+            endpoints.append((key, host, port or default_port))
+    if not isinstance(hub.get("JupyterHub.hub_bind_url"), str) and isinstance(hub.get("JupyterHub.hub_ip",
+                                                                                      "127.0.0.1"), str):
+        port = usable_port(hub.get("JupyterHub.hub_port", 8081))
         endpoints.append(("JupyterHub.hub_ip", str(hub.get("JupyterHub.hub_ip", "127.0.0.1")),
-                          port if isinstance(port, int) else 8081))
+                          8081 if port is None else port))
     return endpoints
 
 
@@ -94,7 +91,7 @@ def _service_pids(config: ServiceConfig) -> set[int]:
         with open(config.pidfile, encoding="ascii") as handle:
             process = psutil.Process(int(handle.read().strip()))
         return {process.pid} | {child.pid for child in process.children(recursive=True)}
-    except (OSError, ValueError, psutil.Error):
+    except (OSError, ValueError, OverflowError, psutil.Error):
         return set()
 
 
@@ -122,6 +119,8 @@ def port_state(setting: str, host: str, port: int, ours: set[int], external_prox
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host or "::", port))
+        except (TypeError, ValueError, OverflowError) as exc:  # a NUL (TypeError), a port past 65535, a bad name
+            return PortState(setting, host, port, "unavailable", str(exc) or type(exc).__name__)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 return PortState(setting, host, port, "unavailable", exc.strerror or str(exc))
@@ -151,86 +150,10 @@ def ports(hub: ConfigFile, config: ServiceConfig, host: HostFacts) -> tuple[Port
     states = []
     for setting, address, port in _endpoints(hub):
         literal = address == "" or ":" in address or address.replace(".", "").isdigit()
-        if not literal or ("." in address and not host.has_ipv4):
+        if not literal or "\0" in address or ("." in address and not host.has_ipv4):
             continue  # names, and IPv4 on an IPv4-less host, are the IPv6 rules' business
         states.append(port_state(setting, address, port, ours, external_proxy))
     return tuple(states)
-
-
-def _proxy_wanted(hub: ConfigFile) -> str:
-    """ConfigurableHTTPProxy.command's program (a list or a string), else the name the hub runs."""
-    command = hub.get("ConfigurableHTTPProxy.command")
-    if isinstance(command, list) and command and isinstance(command[0], str):
-        return command[0]
-    return command if isinstance(command, str) and command else "configurable-http-proxy"
-
-
-LOCAL_PROCESS_SPAWNERS = ("localprocess", "jupyterhub.spawner.LocalProcessSpawner")
-
-
-def _closed_to_others(path: str) -> tuple[str, int] | None:
-    """The first directory on the way to PATH's real file without o+x, or the file itself if not o+x."""
-    real = os.path.realpath(path)
-    for directory in (*reversed(Path(real).parents), Path(real)):
-        try:
-            mode = os.stat(directory).st_mode & 0o777
-        except OSError:
-            return None
-        if not mode & 0o001:
-            return str(directory), mode
-    return None
-
-
-def singleuser_blocked(hub: ConfigFile, search_path: str) -> tuple[str, int] | None:
-    """Whether users cannot execute the jupyterhub-singleuser that LocalProcessSpawner runs as them."""
-    if hub.get("JupyterHub.spawner_class", "localprocess") not in LOCAL_PROCESS_SPAWNERS or hub.has("Spawner.cmd"):
-        return None
-    program = shutil.which("jupyterhub-singleuser", path=search_path)
-    if program is None:
-        return None
-    interpreter = _interpreter(program)
-    return _closed_to_others(program) or (_closed_to_others(interpreter) if interpreter else None)
-
-
-def jupyter_server_installed(config: ServiceConfig) -> bool | None:
-    """Can the hub's interpreter import jupyter_server? None when that can't be asked safely.
-
-    The interpreter comes from command[0]'s #! line, a file the service's user may control: it
-    runs as that user (like the hub itself), or, for a hub that runs as root, only when root alone
-    controls the interpreter and its path (docs/security.md X2): never someone's code as root.
-    A non-root caller asks only for a service that runs as itself (acts_as_service).
-    """
-    import pwd
-
-    from supervisor.unix.validate import check_environment, runs_as_root
-
-    if probe_files.acts_as_service(config):
-        return None
-    python = _interpreter(config.command[0])
-    if python is None:
-        return None
-    identity: dict = {}
-    try:
-        account = pwd.getpwnam(config.user) if config.user else None
-    except KeyError:
-        return None  # the service file's own check says the user is unknown
-    if os.geteuid() == 0 and runs_as_root(config.user):
-        from supervisor.unix.trustchain import check_chain
-
-        if check_chain(python) or check_chain(config.command[0]):
-            return None
-        account = None
-    elif os.geteuid() == 0 and account is not None:
-        identity = {"user": account.pw_uid, "group": account.pw_gid,
-                    "extra_groups": os.getgrouplist(account.pw_name, account.pw_gid)}
-    try:
-        result = subprocess.run([python, "-c", "import importlib.util as u, sys; "
-                                 "sys.exit(u.find_spec('jupyter_server') is None)"],
-                                capture_output=True, timeout=30, check=False, cwd="/",
-                                env=check_environment(config, account, "/tmp"), **identity)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return result.returncode == 0
 
 
 def missing_users(hub: ConfigFile) -> tuple[str, ...]:
@@ -239,9 +162,11 @@ def missing_users(hub: ConfigFile) -> tuple[str, ...]:
 
     missing = []
     for name in hub_user_names(hub):
+        if "\0" in name:
+            continue  # no account can have it: values.value_findings says so
         try:
             pwd.getpwnam(name)
-        except KeyError:
+        except (KeyError, ValueError):  # ValueError: a name that is no valid string for the C library
             missing.append(name)
     return tuple(missing)
 
@@ -254,7 +179,7 @@ def homes(hub: ConfigFile) -> dict[str, str]:
     for name in hub_user_names(hub):
         try:
             found[name] = pwd.getpwnam(name).pw_dir
-        except KeyError:
+        except (KeyError, ValueError):
             continue
     return found
 
@@ -281,7 +206,7 @@ def gather(config: ServiceConfig, hub: ConfigFile) -> Facts:
     paths.append("jupyterhub_cookie_secret")
     cert, key = hub.get("JupyterHub.ssl_cert"), hub.get("JupyterHub.ssl_key")
     report = None
-    if isinstance(cert, str) and isinstance(key, str) and cert and key:
+    if isinstance(cert, str) and isinstance(key, str) and cert and key and "\0" not in cert + key:
         report = probe_files.cert_report(resolve(cert, config), resolve(key, config), closed)
     proxy_tls = None
     if hub.get("ConfigurableHTTPProxy.should_start", True) is False:
@@ -289,26 +214,29 @@ def gather(config: ServiceConfig, hub: ConfigFile) -> Facts:
         if proxy_tls is not None:
             paths += [proxy_tls.cert, proxy_tls.key]
     modes = {}
-    for path in {resolve(path, config) for path in paths if isinstance(path, str) and path}:
+    for path in {resolve(path, config) for path in paths if isinstance(path, str) and path and "\0" not in path}:
         modes[path], why = probe_files.file_mode(path)
         if why:
             closed.setdefault(path, why)
     search_path = config.env.get("PATH", DEFAULT_PATH)
     uid = probe_files.runner(config.user, config.path)
     programs = (probe_files.program("jupyterhub", config.command[0], search_path, uid),
-                probe_files.program("configurable-http-proxy", _proxy_wanted(hub), search_path, uid),
+                probe_files.program("configurable-http-proxy", proxy_wanted(hub), search_path, uid),
                 probe_files.program("node", "node", search_path, uid))
     not_run = {}
     why = probe_files.acts_as_service(config)
     if why:
         not_run["whether jupyter_server is installed next to jupyterhub (the hub's Python is run to ask)"] = why
     found = {program.role: program.found for program in programs}
+    jupyter_server, jupyter_server_note = jupyter_server_state(config)
     return Facts(host=host, modes=modes, cert=report, ports=ports(hub, config, host),
                  node=found["node"], proxy=found["configurable-http-proxy"],
-                 jupyter_server=jupyter_server_installed(config), missing_users=missing_users(hub),
+                 jupyter_server=jupyter_server, missing_users=missing_users(hub),
                  singleuser_blocked=singleuser_blocked(hub, search_path), caller=probe_files.caller_name(),
                  closed=closed, programs=programs, proxy_tls=proxy_tls, not_run=not_run, homes=homes(hub),
-                 install=install_commands({program.role for program in programs if program.problem}))
+                 install=install_commands({program.role for program in programs if program.problem}),
+                 jupyter_server_note=jupyter_server_note, hub_venv=hub_venv(config),
+                 untrusted=trust_problems(config, hub, programs, search_path), elsewhere=elsewhere(programs))
 
 
 def run_doctor(config: ServiceConfig) -> list[Finding]:

@@ -70,7 +70,7 @@ def file_mode(path: str) -> tuple[int | None, str]:
         return os.stat(path).st_mode & 0o777, ""
     except PermissionError:
         return None, closed_reason(path)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the path (values.value_findings names it)
         return None, ""
 
 
@@ -83,6 +83,8 @@ def read(path: str, limit: int = PEM_LIMIT) -> tuple[bytes | None, str, str]:
     from supervisor.unix import safefs, userfiles
     from supervisor.unix.asuser import AsUserError
 
+    if "\0" in path:
+        return None, "", "the path holds a NUL byte"
     try:
         data = userfiles.read_bytes(path, limit) if os.geteuid() == 0 else safefs.read_bytes(path, limit)
     except PermissionError as exc:  # EACCES on a directory or the file (UnsafePath is no PermissionError)
@@ -172,13 +174,18 @@ def interpreter(program: str, follow_env: bool = True) -> str | None:
         return None
     words = head[2:].split(b"\n", 1)[0].decode("utf-8", "replace").split()
     if follow_env and words and os.path.basename(words[0]) == "env" and len(words) > 1:
-        return shutil.which(words[1])
+        try:
+            return shutil.which(words[1])
+        except ValueError:  # a NUL in the name
+            return None
     return words[0] if words else None
 
 
 def program(role: str, wanted: str, search_path: str, uid: int | None) -> Program:
     """ROLE's executable as the service finds it: WANTED if absolute, else the first on SEARCH_PATH
     that UID may execute (what execvp does; a directory the caller cannot search is remembered)."""
+    if "\0" in wanted:
+        return Program(role, wanted, None, "is not a valid path (it holds a NUL byte)")
     candidates = [wanted] if os.path.isabs(wanted) else \
         [os.path.join(directory or ".", wanted) for directory in search_path.split(":")]
     closed = problem = ""
@@ -212,6 +219,8 @@ def _with_interpreter(found: Program, uid: int | None) -> Program:
         info = os.stat(python)
     except PermissionError:
         return found  # not ours to tell; the program itself was found
+    except ValueError:  # the #! line holds a NUL: the kernel would cut the name there
+        return Program(found.role, found.wanted, None, "has a #! line that holds a NUL byte")
     except OSError:
         return Program(found.role, found.wanted, None, f"runs with #!{python}, which does not exist "
                        "(was its venv moved or deleted?)")
@@ -260,3 +269,63 @@ def _options(command: tuple[str, ...]) -> dict[str, str]:
         elif word.startswith("--") and index + 1 < len(command):
             found[word] = command[index + 1]
     return found
+
+
+# ---- what a root hub runs: the root trust rule (docs/security.md X2), as `svctl start` applies it --
+
+
+def root_trust_problem(path: str) -> str | None:
+    """Why someone other than root could change PATH, a program a root hub runs, or None; one line
+    ending with the fix. trustchain's rule (the file, every directory to it, every symlink on the
+    way); a non-root caller's own files pass that rule (it trusts its caller), so they are named too."""
+    from supervisor.unix import trustchain
+
+    try:
+        reason, info, resolved = trustchain.walk(path)
+    except ValueError:
+        return f"{path!r} is not a valid path (it holds a NUL byte)"
+    if reason or info is None:
+        return reason
+    return trustchain.file_problem(info, resolved) or _callers_own(resolved)
+
+
+def path_directory_problem(directory: str) -> str | None:
+    """Why a directory on a root hub's PATH lets others choose what it runs, or None. Stricter than a
+    file's chain: a sticky bit does not help (a new name is enough: the hub looks programs up by name)."""
+    from supervisor.unix import trustchain
+
+    if not os.path.isabs(directory):
+        return (f"the PATH entry {directory!r} is relative: programs are looked up in whatever the working "
+                "directory is; fix: remove it from environment.PATH")
+    try:
+        reason, info, resolved = trustchain.walk(directory)
+    except ValueError:
+        return f"the PATH entry {directory!r} holds a NUL byte; fix: remove it from environment.PATH"
+    if reason or info is None:
+        return reason  # missing: only root could create it (its parents were checked)
+    if not stat.S_ISDIR(info.st_mode):
+        return None  # execvp skips it
+    if info.st_uid != 0 and info.st_uid != os.geteuid():
+        return f"{resolved} is owned by {_owner(info.st_uid)}, not root; fix: chown root {resolved}"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        who = "world" if info.st_mode & stat.S_IWOTH else "group"
+        return (f"{resolved} is {who}-writable (mode {stat.S_IMODE(info.st_mode):04o}): others can put a program "
+                f"there under a name the hub looks up; fix: chmod go-w {resolved}")
+    return _callers_own(resolved)
+
+
+def _callers_own(resolved: str) -> str | None:
+    """For a non-root caller: the first part of RESOLVED (no symlinks left) that the caller owns."""
+    uid = os.geteuid()
+    if uid == 0:
+        return None
+    current = "/"
+    for part in [part for part in resolved.split("/") if part]:
+        current = os.path.join(current, part)
+        try:
+            info = os.lstat(current)
+        except OSError:
+            return None
+        if info.st_uid == uid:
+            return f"{current} is owned by {_owner(uid)}, not root; fix: chown root {current}"
+    return None

@@ -24,6 +24,11 @@ class _Unknown:
 UNKNOWN = _Unknown()
 
 # Names that mean os.path.join once imported the usual ways.
+# The config may be a user's, and root reads it (svctl check, the preset before each start). What
+# folding builds is bounded: `x = x + x` fifty times would ask for 2**50 bytes, and `b = [a, a]`
+# nested fifty deep is tiny in memory but 2**50 long once printed (the doctor repr()s values).
+MAX_FOLDED = 1 << 16  # characters of a folded string, or of a container as printed (roughly)
+MAX_DEPTH = 32  # containers in containers: repr() recurses once per level
 _JOIN_DOTTED = ("os.path.join", "path.join", "posixpath.join")
 
 
@@ -53,14 +58,32 @@ class ConfigFile:
 
 
 def parse_config(source: str, filename: str = "jupyterhub_config.py") -> ConfigFile:
-    """Parse SOURCE; a syntax error is recorded (with its line), never raised."""
+    """Parse SOURCE; a syntax error is recorded (with its line), never raised.
+
+    The file may be a user's, so anything ast raises is "not valid Python": a NUL byte is a
+    ValueError on Python 3.11.2 (a SyntaxError without a line on 3.11.7, one with a line on 3.12),
+    deep nesting a RecursionError or MemoryError."""
+    nul = source.find("\0")
+    if nul >= 0:
+        return ConfigFile(syntax_error=f"line {source.count(chr(10), 0, nul) + 1}: the file contains a NUL byte")
     try:
         tree = ast.parse(source, filename=filename)
     except SyntaxError as exc:
-        return ConfigFile(syntax_error=f"line {exc.lineno}: {exc.msg}")
+        where = f"line {exc.lineno}: " if exc.lineno else ""
+        return ConfigFile(syntax_error=f"{where}{exc.msg}")
+    except (RecursionError, MemoryError):
+        return ConfigFile(syntax_error="nested too deeply for Python to parse")
+    except ValueError as exc:  # e.g. "source code string cannot contain null bytes" (3.11.2)
+        return ConfigFile(syntax_error=str(exc) or "not readable as Python source")
     reader = _Reader()
     for statement in tree.body:
-        reader.statement(statement)
+        try:
+            reader.statement(statement)
+        except RecursionError:  # an expression nested too deeply to fold: its settings are unknown
+            for child in ast.walk(statement):
+                if isinstance(child, ast.Assign):
+                    for target in child.targets:
+                        reader.assign(target, None, child.lineno)
     return ConfigFile(settings=reader.settings)
 
 
@@ -94,6 +117,8 @@ class _Reader:
         self.settings: dict[str, Setting] = {}
         self.names: dict[str, object] = {}
         self.join_aliases: set[str] = set(_JOIN_DOTTED)
+        # id -> (printed size, depth, the container itself: kept alive so that its id stays its own)
+        self._sizes: dict[int, tuple[int, int, object]] = {}
 
     def statement(self, node: ast.stmt) -> None:
         # Only top-level straight-line code is read: a setting inside an `if` may or may not apply,
@@ -127,7 +152,35 @@ class _Reader:
             if value_node is not None and _dotted(value_node) in self.join_aliases:
                 self.join_aliases.add(name)
 
-    def evaluate(self, node: ast.expr) -> object:  # noqa: PLR0911 (one return per node shape)
+    def evaluate(self, node: ast.expr) -> object:
+        value = self._fold(node)
+        if isinstance(value, (list, tuple, set, dict)):
+            size, depth = self._measure(value)
+            if size > MAX_FOLDED or depth > MAX_DEPTH:
+                return UNKNOWN
+        return value
+
+    def _measure(self, value: object) -> tuple[int, int]:
+        """(about how long repr(VALUE) is, how deeply it nests). Every container here was made by
+        evaluate, whose members were measured first: memoised, the cost is one step per member."""
+        if isinstance(value, (str, bytes)):
+            return len(value) + 2, 0
+        if isinstance(value, int):
+            return value.bit_length() // 3 + 1, 0
+        if not isinstance(value, (list, tuple, set, frozenset, dict)):
+            return 8, 0
+        known = self._sizes.get(id(value))
+        if known is not None:
+            return known[0], known[1]
+        members = [*value.keys(), *value.values()] if isinstance(value, dict) else list(value)
+        size, depth = 2, 0
+        for member in members:
+            member_size, member_depth = self._measure(member)
+            size, depth = size + member_size + 2, max(depth, member_depth)
+        self._sizes[id(value)] = (size, depth + 1, value)
+        return size, depth + 1
+
+    def _fold(self, node: ast.expr) -> object:  # noqa: PLR0911 (one return per node shape)
         if isinstance(node, ast.Constant):
             return node.value
         if isinstance(node, ast.Name):
@@ -136,12 +189,15 @@ class _Reader:
             items = [self.evaluate(item) for item in node.elts]
             if any(item is UNKNOWN for item in items):
                 return UNKNOWN
-            return {ast.List: list, ast.Tuple: tuple, ast.Set: set}[type(node)](items)
+            try:
+                return {ast.List: list, ast.Tuple: tuple, ast.Set: set}[type(node)](items)
+            except TypeError:  # {[1]}: an unhashable member, which Python itself would refuse
+                return UNKNOWN
         if isinstance(node, ast.Dict):
             return self._dict(node)
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
             left, right = self.evaluate(node.left), self.evaluate(node.right)
-            if isinstance(left, str) and isinstance(right, str):
+            if isinstance(left, str) and isinstance(right, str) and len(left) + len(right) <= MAX_FOLDED:
                 return left + right
             return UNKNOWN
         if isinstance(node, ast.JoinedStr):
@@ -158,7 +214,10 @@ class _Reader:
             key, value = self.evaluate(key_node), self.evaluate(value_node)
             if key is UNKNOWN or value is UNKNOWN:
                 return UNKNOWN
-            result[key] = value
+            try:
+                result[key] = value
+            except TypeError:  # an unhashable key
+                return UNKNOWN
         return result
 
     def _fstring(self, node: ast.JoinedStr) -> object:
@@ -173,7 +232,8 @@ class _Reader:
                 parts.append(str(value))
             else:
                 return UNKNOWN
-        return "".join(parts)
+        joined = "".join(parts)
+        return joined if len(joined) <= MAX_FOLDED else UNKNOWN
 
     def _call(self, node: ast.Call) -> object:
         function = _dotted(node.func)
@@ -181,7 +241,8 @@ class _Reader:
             return UNKNOWN
         arguments = [self.evaluate(argument) for argument in node.args]
         if function in self.join_aliases:
-            if arguments and all(isinstance(argument, str) for argument in arguments):
+            if arguments and all(isinstance(argument, str) for argument in arguments) \
+                    and sum(len(argument) for argument in arguments) <= MAX_FOLDED:  # type: ignore[arg-type]
                 return os.path.join(*arguments)  # type: ignore[arg-type]
             return UNKNOWN
         if function in ("os.environ.get", "os.getenv") and len(arguments) == 2:

@@ -108,7 +108,12 @@ class TestNotRoot:
             assert result.returncode == 6, result.stdout
             assert "error: command[0] /nonexistent/venv/bin/jupyterhub does not exist: the hub cannot start" \
                 in result.stdout
-            assert "fix: svctl init jupyterhub --jupyterhub PATH --force" in result.stdout
+            # review defect 3: edit the service file; `init --force` would reset the whole deployment
+            assert re.search(rf"fix: (set|point) command\[0\] and check\[0\] in {prefix}/etc/svctl/jupyterhub.toml ",
+                             result.stdout), result.stdout
+            assert "--force" not in result.stdout
+        # root's svctl runs from the venv that has jupyterhub: that one exists, so point at it
+        assert f"at {JUPYTERHUB}, which exists" in check(prefix).stdout
         assert ", 5 not checked" in check(prefix, user="nobody").stdout.splitlines()[-1]
 
     @needs_jupyterhub
@@ -150,7 +155,8 @@ class TestCertificate:
         assert result.returncode == 0, result.stdout
         date = f"{now + datetime.timedelta(days=20, hours=1):%Y-%m-%d}"
         assert f"warning: certificate {cert} expires in 20 days ({date})\n" \
-               "    fix: svctl init jupyterhub --renew-cert replaces a self-signed one" in result.stdout
+               f"    fix: svctl init jupyterhub --prefix {prefix} --renew-cert replaces a self-signed one" \
+               in result.stdout
 
         self.replace_cert(prefix, now - datetime.timedelta(days=400), now - datetime.timedelta(days=35))
         result = check(prefix, "--json")
@@ -230,6 +236,122 @@ class TestPrograms:
             shutil.rmtree(private, ignore_errors=True)
 
 
+class TestHostileConfig:
+    """Review defect 2: values no program can use are one error line each, exit 6, never a traceback,
+    for root and for nobody (Debian's python3, 3.11.2 on bookworm, where a NUL made ast.parse raise)."""
+
+    @needs_jupyterhub
+    @pytest.mark.parametrize("line, error", [
+        ('c.JupyterHub.hub_bind_url = "http://[::1]:80801"',
+         "c.JupyterHub.hub_bind_url (line {n}) = 'http://[::1]:80801' is not a valid URL: Port out of range 0-65535"),
+        ('c.JupyterHub.hub_bind_url = "http://[zz]:x"', "c.JupyterHub.hub_bind_url (line {n}) = 'http://[zz]:x' is "
+                                                        "not a valid URL: "),
+        ('c.Authenticator.allowed_users = {"\\x00bad"}',
+         "c.Authenticator.allowed_users (line {n}) holds a NUL byte in '\\x00bad'"),
+        ('c.JupyterHub.port = 99999', "c.JupyterHub.port (line {n}) = 99999 is out of range"),
+        ('c.JupyterHub.ip = "::1"\0', "not valid Python: line {n}: the file contains a NUL byte"),
+    ])
+    def test_one_error_line_and_exit_6(self, prefix, line, error):
+        without_check_command(prefix)
+        config = prefix / "etc/jupyterhub/jupyterhub_config.py"
+        text = config.read_text()
+        config.write_text(text + line + "\n")
+        expected = "error: " + error.format(n=text.count("\n") + 1)
+        for user in (None, "nobody"):
+            result = check(prefix, user=user)
+            assert result.returncode == 6, result.stdout + result.stderr
+            assert "Traceback" not in result.stdout + result.stderr and result.stderr == ""
+            assert any(found.startswith(expected) for found in result.stdout.splitlines()), result.stdout
+
+
+class TestWhatARootHubRuns:
+    """Review defects 4 and 5, on real prefixes."""
+
+    @needs_jupyterhub
+    def test_a_proxy_nobody_owns_is_an_error_for_a_root_hub(self, prefix):
+        """`check` said OK while the hub (root) would run nobody's configurable-http-proxy as root."""
+        without_check_command(prefix)
+        planted = Path(tempfile.mkdtemp(prefix="svctl-nobody-proxy-", dir="/tmp"))
+        try:
+            planted.chmod(0o755)
+            proxy = planted / "configurable-http-proxy"
+            proxy.write_text("#!/bin/sh\nexit 0\n")
+            proxy.chmod(0o755)
+            os.chown(proxy, 65534, 65534)
+            config = prefix / "etc/jupyterhub/jupyterhub_config.py"
+            config.write_text(config.read_text() + f"c.ConfigurableHTTPProxy.command = [{str(proxy)!r}]\n")
+            result = check(prefix, "--json")
+            assert result.returncode == 6, result.stdout
+            [finding] = [f for f in findings(result) if f["code"] == "untrusted-program"]
+            assert finding["severity"] == "error" and finding["message"] == (
+                f"the hub runs as root, so the proxy the hub starts (ConfigurableHTTPProxy.command[0]) {proxy} runs "
+                f"as root too, but {proxy} is owned by nobody (uid 65534), not root")
+            assert finding["fix"] == f"chown root {proxy}"
+            os.chown(proxy, 0, 0)  # the control: root's own proxy passes
+            assert check(prefix).returncode == 0
+        finally:
+            shutil.rmtree(planted, ignore_errors=True)
+
+    @needs_jupyterhub
+    def test_a_path_directory_others_may_write_is_an_error_for_a_root_hub(self, prefix):
+        without_check_command(prefix)
+        shared = Path(tempfile.mkdtemp(prefix="svctl-shared-bin-", dir="/tmp"))
+        try:
+            shared.chmod(0o1777)
+            service = prefix / "etc/svctl/jupyterhub.toml"
+            service.write_text(service.read_text().replace('environment = { PATH = "',
+                                                           f'environment = {{ PATH = "{shared}:'))
+            result = check(prefix, "--json")
+            assert result.returncode == 6, result.stdout
+            [finding] = [f for f in findings(result) if f["code"] == "untrusted-program"]
+            assert finding["message"].startswith("the hub runs as root and looks programs up on its PATH, but "
+                                                 f"{shared} is world-writable (mode 1777)")
+            assert finding["fix"] == f"chmod go-w {shared}"
+        finally:
+            shutil.rmtree(shared, ignore_errors=True)
+
+    @needs_jupyterhub
+    def test_a_shell_wrapper_around_jupyterhub_is_not_a_missing_jupyter_server(self, prefix):
+        without_check_command(prefix)
+        wrapper = prefix / "usr/local/bin/jupyterhub"
+        wrapper.parent.mkdir(parents=True)
+        wrapper.write_text(f'#!/bin/sh\nexec {JUPYTERHUB} "$@"\n')
+        wrapper.chmod(0o755)
+        service = prefix / "etc/svctl/jupyterhub.toml"
+        service.write_text(service.read_text().replace(f'command = ["{JUPYTERHUB}"', f'command = ["{wrapper}"'))
+        result = check(prefix, "--json")
+        assert result.returncode == 0, result.stdout
+        [info] = [f for f in findings(result) if "jupyter_server" in f["message"]]
+        assert (info["severity"], info["message"]) == (
+            "info", f"jupyter_server not checked: command[0] {wrapper} is not a Python script (it runs '/bin/sh')")
+
+
+class TestMissingPair:
+    """Review defect 3: the fix for a missing certificate is one that keeps the deployment."""
+
+    @needs_jupyterhub
+    def test_the_fix_recreates_the_pair_and_keeps_everything_else(self, prefix):
+        without_check_command(prefix)
+        ssl = prefix / "srv/jupyterhub/ssl"
+        secret = prefix / "srv/jupyterhub/jupyterhub_cookie_secret"
+        config = prefix / "etc/jupyterhub/jupyterhub_config.py"
+        config.write_text(config.read_text() + "# an edit of the operator's\n")
+        kept = {path: path.read_bytes() for path in (secret, config, prefix / "etc/svctl/jupyterhub.toml")}
+        (ssl / "jupyterhub.crt").unlink()
+        (ssl / "jupyterhub.key").unlink()
+        result = check(prefix)
+        assert result.returncode == 6
+        fixes = {line.strip() for line in result.stdout.splitlines() if line.startswith("    fix: ")}
+        renew = f"fix: svctl init jupyterhub --prefix {prefix} --renew-cert writes a new self-signed pair (and " \
+                "restarts the hub if it runs)"
+        assert renew in fixes and not any("--force" in fix for fix in fixes), result.stdout
+        done = subprocess.run([PYTHON, "-m", "supervisor", "init", "jupyterhub", "--prefix", str(prefix),
+                               "--renew-cert"], capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert check(prefix).returncode == 0
+        assert {path: path.read_bytes() for path in kept} == kept
+
+
 @pytest.fixture
 def netns():
     """A network namespace whose lo has ::1 only (127.0.0.1/8 deleted): a host with no IPv4."""
@@ -271,8 +393,8 @@ class TestNoIPv4:
         assert edited.returncode == 6
         assert "error: kernels will not start on this IPv6-only host: jupyter_client binds their ports on " \
                "127.0.0.1, which cannot be bound here, and c.Spawner.args (line" in edited.stdout
-        assert "fix: add '--KernelManager.transport=ipc' to c.Spawner.args (svctl init jupyterhub --force " \
-               "writes it)" in edited.stdout
+        assert "fix: add '--KernelManager.transport=ipc' to c.Spawner.args, then svctl reload jupyterhub (the config " \
+               "svctl init jupyterhub writes has it)" in edited.stdout
         # with 127.0.0.1, the same config only earns an information line
         here = check(prefix, "--json")
         assert [f["severity"] for f in findings(here) if f["code"] == "kernel-transport"] == ["info"]

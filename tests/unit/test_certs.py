@@ -4,8 +4,10 @@ dates with a fixed clock: certificates made at fixed dates (cryptography) and by
 from __future__ import annotations
 
 import datetime
+import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -127,3 +129,102 @@ def test_inspect_reads_the_files(tmp_path):
     assert report.problems == () and report.key_matches
     with pytest.raises(FileNotFoundError):
         certs.inspect(str(tmp_path / "absent.crt"), str(key))
+
+
+class TestGenerate:
+    """generate() writes both files or neither (issue 11 review, defect 1); the places are judged first."""
+
+    def test_the_openssl_fallback_makes_the_same_kind_of_pair(self, tmp_path, monkeypatch):
+        if not shutil.which("openssl"):
+            pytest.skip("no openssl")
+        monkeypatch.setitem(sys.modules, "cryptography", None)  # the .deb only Recommends it
+        cert, key = tmp_path / "j.crt", tmp_path / "j.key"
+        certs.generate(str(cert), str(key), "2001:db8::5")
+        report = certs.describe(cert.read_bytes(), key.read_bytes(), backend="openssl")
+        assert report.self_signed and report.key_matches and report.problems == ()
+        assert (cert.stat().st_mode & 0o777, key.stat().st_mode & 0o777) == (0o644, 0o600)
+
+    def test_a_refused_certificate_place_leaves_the_key_alone(self, tmp_path):
+        """The key used to be written before the certificate's place was judged: a new key, the old cert."""
+        shared = tmp_path / "shared"
+        shared.mkdir()
+        shared.chmod(0o777)  # world-writable, not sticky: refused for anyone
+        key = tmp_path / "j.key"
+        key.write_bytes(b"the old key\n")
+        with pytest.raises(certs.CertError, match=f"refusing to write the certificate {shared}/j.crt: "):
+            certs.generate(str(shared / "j.crt"), str(key), "::1")
+        assert key.read_bytes() == b"the old key\n" and list(shared.iterdir()) == []
+
+    def test_a_refused_key_place_leaves_the_certificate_alone(self, tmp_path):
+        shared = tmp_path / "shared"
+        shared.mkdir()
+        shared.chmod(0o777)
+        cert = tmp_path / "j.crt"
+        cert.write_bytes(b"the old certificate\n")
+        with pytest.raises(certs.CertError, match="refusing to write the key"):
+            certs.generate(str(cert), str(shared / "j.key"), "::1")
+        assert cert.read_bytes() == b"the old certificate\n"
+
+    def test_a_key_that_cannot_be_written_puts_the_old_certificate_back(self, tmp_path, monkeypatch):
+        from supervisor.unix import userfiles
+
+        cert, key = tmp_path / "j.crt", tmp_path / "j.key"
+        cert.write_bytes(b"the old certificate\n")
+        key.write_bytes(b"the old key\n")
+        real_replace = userfiles.replace
+
+        def full_disk_for_the_key(path, data, mode, *rest):
+            if path == str(key):
+                raise OSError(28, "No space left on device", path)
+            return real_replace(path, data, mode, *rest)
+
+        monkeypatch.setattr(userfiles, "replace", full_disk_for_the_key)
+        with pytest.raises(certs.CertError) as raised:
+            certs.generate(str(cert), str(key), "::1")
+        assert str(raised.value) == (f"cannot write the key {key}: {key}: No space left on device; the old "
+                                     "certificate was put back")
+        assert cert.read_bytes() == b"the old certificate\n" and key.read_bytes() == b"the old key\n"
+        cert.unlink()  # no certificate before: none after
+        with pytest.raises(certs.CertError):
+            certs.generate(str(cert), str(key), "::1")
+        assert not cert.exists() and key.read_bytes() == b"the old key\n"
+
+    def test_one_line_errors_for_impossible_places(self, tmp_path):
+        with pytest.raises(certs.CertError, match="both .*: they must be two files"):
+            certs.generate(str(tmp_path / "x.pem"), str(tmp_path / "x.pem"), "::1")
+        with pytest.raises(certs.CertError, match="its directory does not exist"):
+            certs.generate(str(tmp_path / "no" / "j.crt"), str(tmp_path / "j.key"), "::1")
+        (tmp_path / "dir.crt").mkdir()
+        with pytest.raises(certs.CertError, match="it is a directory"):
+            certs.generate(str(tmp_path / "dir.crt"), str(tmp_path / "j.key"), "::1")
+        assert not (tmp_path / "j.key").exists()
+
+
+def test_hostile_bytes_never_raise_from_describe():
+    """A user's file may hold anything: describe() turns every parse failure into a problem."""
+    for data in (b"", b"\0" * 100, b"-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n",
+                 b"-----BEGIN PRIVATE KEY-----\nMA==\n-----END PRIVATE KEY-----\n"):
+        report = certs.describe(data, data, "c", "k", backend="cryptography")
+        assert report.problems and report.not_after is None
+
+
+def test_openssl_runs_only_in_a_directory_nobody_else_can_rename(tmp_path, monkeypatch):
+    """TMPDIR group-writable without the sticky bit: another user could swap the private directory."""
+    import tempfile
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o775)
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    private = certs._private_directory()
+    try:
+        assert os.path.dirname(private) == "/tmp" and os.stat(private).st_mode & 0o777 == 0o700
+    finally:
+        os.rmdir(private)
+    (tmp_path / "own").mkdir(mode=0o755)  # root's alone: used
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "own"))
+    private = certs._private_directory()
+    try:
+        assert os.path.dirname(private) == str(tmp_path / "own")
+    finally:
+        os.rmdir(private)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 
 import pytest
 
@@ -10,7 +11,7 @@ from supervisor.config import from_mapping
 from supervisor.jupyterhub.certs import CertReport
 from supervisor.jupyterhub.doctor import (ERROR, INFO, UNCHECKED, WARNING, Facts, HostFacts, PortState, Program,
                                           ProxyTls, diagnose, expiry_findings, hub_program_findings, ipv6_findings,
-                                          kernel_findings, kernel_transport, tool_findings)
+                                          kernel_findings, kernel_transport, tool_findings, trust_findings)
 from supervisor.jupyterhub.pyconfig import UNKNOWN, config_path_from_command, parse_config
 
 NO_IPV4 = HostFacts(has_ipv4=False, localhost_ipv6=False, hostname_ipv6=False)
@@ -231,8 +232,8 @@ class TestKernels:
                      if f.code == "kernel-transport"]
         assert finding.severity == ERROR
         assert finding.message.startswith("kernels will not start on this IPv6-only host")
-        assert "'--KernelManager.transport=ipc' to c.Spawner.args" in finding.fix
-        assert "svctl init jupyterhub --force writes it" in finding.fix
+        assert "'--KernelManager.transport=ipc' to c.Spawner.args, then svctl reload jupyterhub" in finding.fix
+        assert "--force" not in finding.fix
 
     def test_ipc_in_spawner_args_passes(self):
         assert "kernel-transport" not in codes(diagnose(service(), parse_config(GOOD), facts(host=NO_LOOPBACK)))
@@ -300,13 +301,41 @@ class TestPrograms:
     """The jupyterhub executable (command[0]) and the proxy the hub starts."""
 
     def test_a_missing_jupyterhub_is_an_error_naming_it_and_both_fixes(self):
+        """Item 3: the fix edits the service file; `init --force` would reset the whole deployment."""
         hub_program = Program("jupyterhub", "/usr/local/bin/jupyterhub", None, "does not exist")
         install = {"jupyterhub": ("apt-get install python3-venv", "python3 -m venv /opt/jupyterhub")}
         [finding] = [f for f in diagnose(service(), parse_config(GOOD), facts(programs=(hub_program,), install=install))
                      if f.code == "missing-tool"]
         assert finding.severity == ERROR and "/usr/local/bin/jupyterhub does not exist" in finding.message
-        assert "svctl init jupyterhub --jupyterhub PATH --force" in finding.fix
+        assert finding.fix.startswith("set command[0] and check[0] in /etc/svctl/jupyterhub.toml to your "
+                                      "jupyterhub executable, then svctl restart jupyterhub")
+        assert "svctl init jupyterhub --jupyterhub PATH --prefix NEW_EMPTY_DIR --no-boot" in finding.fix
+        assert "--force" not in finding.fix
         assert "apt-get install python3-venv; python3 -m venv /opt/jupyterhub" in finding.fix
+
+    def test_a_jupyterhub_that_exists_elsewhere_is_pointed_at_not_installed(self):
+        """Item 3: with /opt/jupyterhub/bin/jupyterhub there, creating /opt/jupyterhub is the wrong advice."""
+        hub_program = Program("jupyterhub", "/usr/local/bin/jupyterhub", None, "does not exist")
+        install = {"jupyterhub": ("apt-get install python3-venv", "python3 -m venv /opt/jupyterhub")}
+        [finding] = hub_program_findings(facts(programs=(hub_program,), install=install,
+                                               elsewhere={"jupyterhub": "/opt/jupyterhub/bin/jupyterhub"}), service())
+        assert finding.fix == ("point command[0] and check[0] in /etc/svctl/jupyterhub.toml at "
+                               "/opt/jupyterhub/bin/jupyterhub, which exists (and put /opt/jupyterhub/bin first in "
+                               "its environment.PATH), then svctl restart jupyterhub")
+
+    def test_no_fix_text_would_reset_an_existing_deployment(self):
+        """Item 3: no finding of a deployment that exists recommends `init --force` (it resets allowed
+        users, the cookie secret, a CA's certificate and every edit)."""
+        hub = parse_config(GOOD + "c.JupyterHub.authenticator_class = 'dummy'\n")
+        modes = {**GOOD_MODES, "/srv/jh/ssl/jupyterhub.crt": None, "/srv/jh/ssl/jupyterhub.key": None}
+        broken = facts(host=NO_LOOPBACK, modes=modes, jupyter_server=False, homes={"alice": "/" + "d" * 90},
+                       programs=(Program("jupyterhub", "/gone/jupyterhub", None, "does not exist"),
+                                 Program("configurable-http-proxy", "configurable-http-proxy", None, "is not on PATH"),
+                                 Program("node", "node", None, "is not on PATH")))
+        findings = diagnose(service(), hub, broken) + diagnose(service(), parse_config(WITHOUT_IPC), broken)
+        assert {"open-hub", "tls", "missing-tool", "kernel-transport", "kernel-socket-path"} <= \
+            set(codes(findings, ERROR))
+        assert [f.fix for f in findings if "--force" in f.fix] == []
 
     def test_without_install_commands_the_hint_is_generic(self):
         hub_program = Program("jupyterhub", "/x/jupyterhub", None, "is not executable (mode 0644)")
@@ -429,3 +458,180 @@ class TestExpiry:
         closed = ProxyTls("/etc/svctl/jupyterhub-proxy.toml", None, None, None, "readable only by root (mode 0600)")
         findings = diagnose(service(), hub, facts(proxy_tls=closed, caller="nobody"))
         assert [f.code for f in findings if f.severity == UNCHECKED] == ["tls"]
+
+
+class TestHostileValues:
+    """Review defect 2: a value no program can use is one error naming the setting and its line,
+    and nothing that gathers facts raises on it (as the probes did: ValueError from urlsplit().port,
+    ipaddress, pwd and os.stat, and from ast.parse for a NUL byte on Python 3.11.2)."""
+
+    @pytest.mark.parametrize("url, reason", [("http://[::1]:80801", "Port out of range 0-65535"),
+                                             ("http://[zz]:x", "")])
+    def test_a_url_that_does_not_parse(self, url, reason):
+        from supervisor.jupyterhub.probe import _endpoints
+
+        hub = parse_config(GOOD + f"c.JupyterHub.hub_bind_url = {url!r}\n")
+        [finding] = [f for f in diagnose(service(), hub, facts()) if f.code == "bad-value"]
+        assert finding.severity == ERROR and reason in finding.message
+        assert finding.message.startswith(f"c.JupyterHub.hub_bind_url (line 17) = {url!r} is not a valid URL: ")
+        assert [setting for setting, _, _ in _endpoints(hub)] == ["JupyterHub.bind_url",
+                                                                  "ConfigurableHTTPProxy.api_url"]
+
+    @pytest.mark.parametrize("value, message", [("99999", "= 99999 is out of range: ports are 0-65535"),
+                                                ("'8000'", "= '8000' is not a port number")])
+    def test_a_port_that_cannot_be(self, value, message):
+        from supervisor.jupyterhub.probe import _endpoints
+
+        hub = parse_config(f"c.JupyterHub.ip = '::1'\nc.JupyterHub.port = {value}\nc.JupyterHub.hub_port = {value}\n")
+        found = [f.message for f in diagnose(service(), hub, facts()) if f.code == "bad-value"]
+        assert found == [f"c.JupyterHub.port (line 2) {message}", f"c.JupyterHub.hub_port (line 3) {message}"]
+        assert all(0 <= port <= 65535 for _, _, port in _endpoints(hub))
+
+    def test_a_nul_byte_in_the_file_is_a_syntax_error_with_its_line(self):
+        hub = parse_config("c = get_config()\nc.JupyterHub.ip = '::1'\x00\n")
+        assert hub.syntax_error == "line 2: the file contains a NUL byte"
+        [finding] = diagnose(service(), hub, facts())
+        assert finding.severity == ERROR and finding.message == "not valid Python: line 2: the file contains a NUL byte"
+
+    def test_a_nul_in_a_value(self):
+        from supervisor.jupyterhub.probe import homes, missing_users
+
+        hub = parse_config(GOOD + 'c.Authenticator.allowed_users = {"\\x00bad", "root"}\n'
+                           'c.JupyterHub.cookie_secret_file = "/srv/jh/se\\0cret"\n')
+        bad = [f for f in diagnose(service(), hub, facts()) if f.code == "bad-value"]
+        assert sorted(f.message for f in bad) == [
+            "c.Authenticator.allowed_users (line 17) holds a NUL byte in '\\x00bad': no file, URL or account "
+            "name can contain one",
+            "c.JupyterHub.cookie_secret_file (line 18) holds a NUL byte in '/srv/jh/se\\x00cret': no file, URL or "
+            "account name can contain one"]
+        assert missing_users(hub) == () and "\x00bad" not in homes(hub)
+
+    def test_the_probes_take_a_nul_without_raising(self, tmp_path):
+        import shutil
+        import tempfile
+
+        from supervisor.jupyterhub import probe_files
+        from supervisor.jupyterhub.probe import port_state
+        from supervisor.jupyterhub.probe_programs import singleuser_blocked
+
+        assert probe_files.file_mode("/etc/pass\0wd") == (None, "")
+        assert probe_files.read("/etc/pass\0wd") == (None, "", "the path holds a NUL byte")
+        assert probe_files.program("configurable-http-proxy", "/usr/bin/x\0y", "/usr/bin", 0).problem == \
+            "is not a valid path (it holds a NUL byte)"
+        script = tmp_path / "jupyterhub"
+        script.write_bytes(b"#!/usr/bin/pyth\0on3\n")
+        script.chmod(0o755)
+        assert probe_files.program("jupyterhub", str(script), "/usr/bin", 0).problem == \
+            "has a #! line that holds a NUL byte"
+        public = tempfile.mkdtemp(prefix="svctl-unit-", dir="/tmp")
+        try:
+            os.chmod(public, 0o755)
+            singleuser = os.path.join(public, "jupyterhub-singleuser")
+            with open(singleuser, "wb") as handle:
+                handle.write(b"#!/usr/bin/pyth\0on3\n")
+            os.chmod(singleuser, 0o755)
+            assert singleuser_blocked(parse_config(""), public) is None
+        finally:
+            shutil.rmtree(public)
+        assert port_state("x", "::1\0", 9, set()).state == "unavailable"
+        assert port_state("x", "::1", 70000, set()).state == "unavailable"
+        assert probe_files.root_trust_problem("/usr/bin/x\0y") == "'/usr/bin/x\\x00y' is not a valid path " \
+            "(it holds a NUL byte)"
+
+    @pytest.mark.parametrize("source", [
+        "a = 'x'\n" + "a = a + a\n" * 60 + "c.X.y = a\n",  # 2**60 characters once folded
+        "a = ['127.0.0.1']\n" + "a = [a, a, a, a]\n" * 40 + "c.X.y = a\n",  # tiny, but 4**40 once printed
+        "a = 1\n" + "a = [a]\n" * 3000 + "c.X.y = a\nc.X.z = f'{a}'\n",  # repr() past the recursion limit
+        "c.X.y = {[1]}\nc.X.z = {[1]: 2}\n",  # unhashable members: Python would raise
+        "c.X.y = " + "1+" * 100000 + "1\n",  # the parser's own recursion limit
+        "c.X.y = " + "-" * 200000 + "1\n",
+    ])
+    def test_hostile_python_folds_to_unknown_quickly(self, source):
+        import time
+
+        started = time.monotonic()
+        hub = parse_config(source)
+        findings = diagnose(service(), hub, facts())
+        assert time.monotonic() - started < 5
+        assert hub.syntax_error or hub.get("X.y") is UNKNOWN
+        assert findings  # and no exception
+
+    def test_check_prints_control_characters_and_surrogates_escaped(self):
+        from supervisor.commands.check import printable
+
+        assert printable("user \x1b]0;owned\x07 and \ud800\nnext") == "user \\x1b]0;owned\\x07 and \\ud800\nnext"
+
+
+class TestJupyterServer:
+    """Review defect 4: a wrapper that is no Python script is not "jupyter_server is missing"."""
+
+    def test_a_wrapper_is_information_not_an_error(self):
+        findings = diagnose(service(), parse_config(GOOD), facts(
+            jupyter_server=None, jupyter_server_note="command[0] /usr/bin/jupyterhub is not a Python script "
+                                                     "(it runs '/bin/sh')"))
+        [finding] = [f for f in findings if f.code == "jupyter-server-unchecked"]
+        assert finding.severity == INFO and finding.message == (
+            "jupyter_server not checked: command[0] /usr/bin/jupyterhub is not a Python script (it runs '/bin/sh')")
+
+    def test_the_fix_for_a_missing_jupyter_server_is_the_venvs_own_pip(self):
+        [finding] = [f for f in tool_findings(parse_config(GOOD), facts(jupyter_server=False,
+                                                                         hub_venv="/opt/jupyterhub"))]
+        assert finding.fix == "/opt/jupyterhub/bin/pip install notebook (it brings jupyter_server and JupyterLab)"
+        [generic] = tool_findings(parse_config(GOOD), facts(jupyter_server=False))
+        assert generic.fix.startswith("VENV/bin/pip install notebook") and "PEP 668" in generic.fix
+        assert "pip install jupyter_server" not in finding.fix + generic.fix
+
+    def test_the_probe_does_not_run_a_shell_wrapper_as_python(self, tmp_path):
+        import pwd
+
+        from supervisor.jupyterhub.probe_programs import hub_venv, jupyter_server_state
+
+        me = pwd.getpwuid(os.geteuid()).pw_name
+        wrapper = tmp_path / "bin" / "jupyterhub"
+        wrapper.parent.mkdir()
+        wrapper.write_text(f"#!/bin/sh\nexec {tmp_path}/real/jupyterhub \"$@\"\n")
+        wrapper.chmod(0o755)
+        config = service(command=[str(wrapper)], user=me)
+        assert jupyter_server_state(config) == (None, f"command[0] {wrapper} is not a Python script (it runs "
+                                                      "'/bin/sh')")
+        wrapper.write_bytes(b"\x7fELF\x02\x01")
+        assert jupyter_server_state(config) == (None, f"command[0] {wrapper} is not a Python script (it has no "
+                                                      "#! line)")
+        assert hub_venv(config) is None
+        (tmp_path / "pyvenv.cfg").write_text("home = /usr/bin\n")
+        assert hub_venv(config) == str(tmp_path)
+
+
+class TestTrust:
+    """Review defect 5: what a root hub runs as root, and the PATH it finds it on."""
+
+    def test_each_untrusted_program_is_an_error_with_its_fix(self):
+        untrusted = (("the proxy the hub starts (ConfigurableHTTPProxy.command[0])", "/home/n/chp",
+                      "/home/n/chp is owned by nobody (uid 65534), not root; fix: chown root /home/n/chp"),
+                     ("a directory on the service's PATH", "/tmp/bin",
+                      "/tmp/bin is world-writable (mode 0777): others can put a program there under a name the hub "
+                      "looks up; fix: chmod go-w /tmp/bin"))
+        findings = [f for f in diagnose(service(), parse_config(GOOD), facts(untrusted=untrusted))
+                    if f.code == "untrusted-program"]
+        assert [(f.severity, f.message, f.fix) for f in findings] == [
+            (ERROR, "the hub runs as root, so the proxy the hub starts (ConfigurableHTTPProxy.command[0]) /home/n/chp "
+                    "runs as root too, but /home/n/chp is owned by nobody (uid 65534), not root",
+             "chown root /home/n/chp"),
+            (ERROR, "the hub runs as root and looks programs up on its PATH, but /tmp/bin is world-writable (mode "
+                    "0777): others can put a program there under a name the hub looks up", "chmod go-w /tmp/bin")]
+
+    def test_what_a_non_root_caller_cannot_look_at_is_not_checked(self):
+        untrusted = (("command[0]", "/root/venv/bin/jupyterhub", "cannot check /root/venv: Permission denied"),)
+        [finding] = trust_findings(facts(untrusted=untrusted, caller="nobody"))
+        assert finding.severity == UNCHECKED
+
+    def test_path_directories(self, tmp_path):
+        from supervisor.jupyterhub.probe_files import path_directory_problem
+
+        assert path_directory_problem("/usr/bin") is None
+        assert path_directory_problem(str(tmp_path / "absent")) is None  # only its owner could create it
+        assert path_directory_problem("bin").startswith("the PATH entry 'bin' is relative")
+        assert path_directory_problem("").startswith("the PATH entry '' is relative")
+        (tmp_path / "open").mkdir()
+        (tmp_path / "open").chmod(0o1777)  # sticky protects names that exist, not the names the hub looks up
+        assert path_directory_problem(str(tmp_path / "open")).endswith(f"fix: chmod go-w {tmp_path}/open")

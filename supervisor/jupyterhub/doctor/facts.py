@@ -95,6 +95,14 @@ class Facts:
     # what a non-root caller could not run: e.g. "the service's check command" -> why
     not_run: dict[str, str] = field(default_factory=dict)
     homes: dict[str, str] = field(default_factory=dict)  # allowed user -> home (kernel socket paths)
+    # why jupyter_server was not asked for (command[0] is no Python script): an information line
+    jupyter_server_note: str = ""
+    hub_venv: str | None = None  # the venv command[0] lives in: where `pip install notebook` goes
+    # a root hub: (what, path, why someone else could change it) for each program it runs as root
+    # and each directory on its PATH (docs/security.md X2)
+    untrusted: tuple[tuple[str, str, str], ...] = ()
+    # role -> an executable of that role that exists where init looks (for a command[0] that does not)
+    elsewhere: dict[str, str] = field(default_factory=dict)
 
     def program(self, role: str) -> Program | None:
         for program in self.programs:

@@ -84,6 +84,17 @@ RENEW = "svctl init jupyterhub --renew-cert replaces a self-signed one"
 EXPIRY_WARNING = datetime.timedelta(days=30)  # the seed's certificate lasts 365 days
 
 
+def init_prefix(config: ServiceConfig) -> str:
+    """' --prefix P' when the service file is P/etc/svctl/NAME.toml (from `init --prefix P`), else ''."""
+    tail = "/etc/svctl/" + os.path.basename(config.path)
+    return f" --prefix {config.path[:-len(tail)]}" if config.path.endswith(tail) and config.path != tail else ""
+
+
+def renew_fix(config: ServiceConfig) -> str:
+    """RENEW for this deployment: a --prefix install's own --prefix, so the command works as printed."""
+    return RENEW.replace(" --renew-cert", f"{init_prefix(config)} --renew-cert")
+
+
 def tls_findings(hub: ConfigFile, config: ServiceConfig, facts: Facts) -> list[Finding]:
     """Cookie secret and key permissions; certificate presence, dates and key match."""
     findings = []
@@ -105,9 +116,9 @@ def tls_findings(hub: ConfigFile, config: ServiceConfig, facts: Facts) -> list[F
     elif not isinstance(cert, str) or not isinstance(key, str) or not key:
         if not key:
             findings.append(Finding(ERROR, "tls", "ssl_cert is set but ssl_key is not", "set c.JupyterHub.ssl_key"))
-    else:
+    elif "\0" not in cert + key:  # else values.value_findings reports the NUL
         findings += pair_findings(resolve(cert, config), resolve(key, config), facts.cert, facts,
-                                  "the proxy fails to start")
+                                  "the proxy fails to start", renew_fix(config))
     proxy = facts.proxy_tls
     if proxy is not None:
         # --proxy external: the browser sees the proxy's pair, named in its own service file.
@@ -116,40 +127,48 @@ def tls_findings(hub: ConfigFile, config: ServiceConfig, facts: Facts) -> list[F
                                       proxy.closed))
         elif proxy.cert and proxy.key and proxy.cert != (resolve(cert, config) if isinstance(cert, str) else None):
             findings += pair_findings(proxy.cert, proxy.key, proxy.report, facts,
-                                      f"the proxy ({proxy.service_file}) fails to start")
+                                      f"the proxy ({proxy.service_file}) fails to start", renew_fix(config))
     return findings
 
 
-def pair_findings(cert: str, key: str, report: CertReport | None, facts: Facts, failure: str) -> list[Finding]:
+def pair_findings(cert: str, key: str, report: CertReport | None, facts: Facts, failure: str,
+                  renew: str = RENEW) -> list[Finding]:
     """One certificate/key pair: present, the key private, the certificate current and the key's."""
     findings = []
     matches = "whether it matches the certificate"
+    # `init --renew-cert` writes a new self-signed pair when either file is missing (it refuses only
+    # to replace a certificate an authority issued); never `init --force`, which would also replace
+    # the cookie secret, the allowed users and every edit of the config.
+    make_new = renew.replace("replaces a self-signed one", "writes a new self-signed pair (and restarts the "
+                             "hub if it runs)")
     for label, path, what in (("certificate", cert, "its dates"),
                               ("private key", key, matches if facts.modes.get(key) is not None
                                else f"its mode, and {matches}")):
         if path in facts.closed:
             findings.append(unchecked(facts, "tls", f"{label} {path} ({what})", facts.closed[path]))
         elif facts.modes.get(path) is None:
-            findings.append(Finding(ERROR, "tls", f"{label} {path} does not exist: {failure}",
-                                    "svctl init jupyterhub --force writes a self-signed pair"))
+            issued = label == "private key" and report is not None and report.self_signed is False
+            fix = f"put back the key issued with {cert} (--renew-cert replaces only a self-signed certificate)" \
+                if issued else make_new
+            findings.append(Finding(ERROR, "tls", f"{label} {path} does not exist: {failure}", fix))
     key_mode = facts.modes.get(key)
     if key_mode is not None and key_mode & 0o077:
         findings.append(Finding(ERROR if key_mode & 0o004 else WARNING, "permissions",
                                 f"private key {key} has mode {key_mode:04o}", f"chmod 600 {key}"))
     if report is not None:
-        fix = RENEW if report.self_signed is not False else "ask the authority that issued it for a new one"
+        fix = renew if report.self_signed is not False else "ask the authority that issued it for a new one"
         findings += [Finding(ERROR, "tls", problem, fix) for problem in report.problems]
         findings += [Finding(ERROR, "tls", refused, "make it a regular file of root's (or of the owner of its "
                              "directory): svctl reads no link, FIFO or device in a directory a user controls")
                      for refused in report.refused]
-        findings += expiry_findings(cert, report, facts.now or datetime.datetime.now(datetime.UTC))
+        findings += expiry_findings(cert, report, facts.now or datetime.datetime.now(datetime.UTC), renew)
     return findings
 
 
-def expiry_findings(cert: str, report: CertReport, now: datetime.datetime) -> list[Finding]:
+def expiry_findings(cert: str, report: CertReport, now: datetime.datetime, renew: str = RENEW) -> list[Finding]:
     """Expired: browsers refuse the hub. Under 30 days: say so while there is time (the seed's lasts 365)."""
     findings = []
-    fix = RENEW if report.self_signed is not False else \
+    fix = renew if report.self_signed is not False else \
         "renew it with the authority that issued it, then svctl reload jupyterhub"
     if report.not_after is not None:
         left = report.not_after - now

@@ -34,7 +34,8 @@ SPAWNER_SECTIONS = ("SimpleLocalProcessSpawner", "LocalProcessSpawner", "Spawner
 
 
 def host_of(value: str) -> str:
-    """The host part of a URL setting or a bare ``*_ip`` setting, without brackets."""
+    """The host part of a URL setting or a bare ``*_ip`` setting, without brackets (a URL that does not
+    parse is returned whole: no rule here matches it, and values.value_findings reports it)."""
     if "://" in value:
         try:
             return urlsplit(value).hostname or ""
@@ -202,7 +203,8 @@ def kernel_findings(hub: ConfigFile, facts: Facts) -> list[Finding]:
     return [Finding(ERROR, "kernel-transport",
                     f"kernels will not start on this IPv6-only host: jupyter_client binds their ports on 127.0.0.1, "
                     f"which cannot be bound here, and {shown} does not select the ipc transport{hub_only}",
-                    f"add {IPC_ARG!r} to c.Spawner.args (svctl init jupyterhub --force writes it)")]
+                    f"add {IPC_ARG!r} to c.Spawner.args, then svctl reload jupyterhub (the config svctl init "
+                    "jupyterhub writes has it)")]
 
 
 def _runtime_dir_findings(hub: ConfigFile, facts: Facts) -> list[Finding]:
@@ -222,13 +224,19 @@ def _runtime_dir_findings(hub: ConfigFile, facts: Facts) -> list[Finding]:
     else:
         candidates = {name: f"{home.rstrip('/')}/{DEFAULT_RUNTIME}" for name, home in facts.homes.items()}
         origin = "the default runtime dir ~/" + DEFAULT_RUNTIME
-    long = {name: path for name, path in candidates.items() if len(path.encode()) > RUNTIME_DIR_MAX}
+    long = {name: path for name, path in candidates.items() if _bytes(path) > RUNTIME_DIR_MAX}
     if not long:
         return []
     path = max(long.values(), key=len)
     return [Finding(ERROR, "kernel-socket-path",
                     f"kernels use ipc sockets in {origin}, and for {', '.join(sorted(long))} that is {path} "
-                    f"({len(path.encode())} bytes): the socket paths exceed the {SOCKET_PATH_MAX}-byte limit "
+                    f"({_bytes(path)} bytes): the socket paths exceed the {SOCKET_PATH_MAX}-byte limit "
                     f"of Unix sockets, so no kernel starts",
                     f"set JUPYTER_RUNTIME_DIR to a directory of at most {RUNTIME_DIR_MAX} bytes per user "
-                    "(svctl init jupyterhub --force writes a pre_spawn_hook that does)")]
+                    "(the config svctl init jupyterhub writes has a pre_spawn_hook that does: see it with svctl init "
+                    "jupyterhub --prefix NEW_EMPTY_DIR --no-boot, which touches nothing outside that directory)")]
+
+
+def _bytes(path: str) -> int:
+    """PATH's length as the kernel counts it (a lone surrogate from a "\\ud800" escape still counts)."""
+    return len(path.encode("utf-8", "surrogatepass"))
