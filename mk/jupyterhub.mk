@@ -33,10 +33,12 @@ jupyterhub-deps: venv
 	fi
 
 # svctl runs in the background of this shell so that the shell can pass on what the terminal sends:
-# Ctrl-C (INT), TERM and closing the terminal (HUP, which svctl itself takes as "reload") all become
-# a TERM to svctl, which stops the hub; the shell then prints the last line. (svctl sets its own
-# SIGINT handler, so the background job's ignored SIGINT does not matter.) A background loop says
-# when the hub is ready (`svctl status` shows it once /hub/health answers 200).
+# Ctrl-C (INT), TERM and closing the terminal (HUP) each also become a TERM to svctl, which stops
+# the hub; the shell then prints the last line. (svctl shares the terminal's process group, so it
+# gets INT and HUP itself too: INT stops it anyway, HUP alone would only mean "reload"; and it sets
+# its own SIGINT handler, so the background job's ignored SIGINT does not matter.) The trap is set
+# before svctl starts, so no signal finds the shell without it. A background loop says when the
+# hub is ready (`svctl status` shows it once /hub/health answers 200).
 run-hub: jupyterhub-deps
 	@if $(SVCTL_RUN) status jupyterhub >/dev/null 2>&1; then \
 		echo "JupyterHub already runs under $(RUN_PREFIX) (another make run?); stop it there first" >&2; exit 1; fi
@@ -46,8 +48,8 @@ run-hub: jupyterhub-deps
 	@echo "logs: $(abspath $(RUN_PREFIX))/var/log/jupyterhub.log (svctl events: $(abspath $(RUN_PREFIX))/var/log/svctl/jupyterhub.json)"
 	@echo "status from another shell: $(abspath $(PY)) -m supervisor --config-dir $(abspath $(RUN_PREFIX))/etc/svctl --run-dir $(abspath $(RUN_PREFIX))/run/svctl status jupyterhub"
 	@echo "Ctrl-C stops the hub (its proxy and user servers stop with it)"
-	@$(SVCTL_RUN) run jupyterhub & svctl=$$!; \
-		trap 'kill -TERM $$svctl 2>/dev/null' INT TERM HUP; \
+	@svctl=; trap '[ -n "$$svctl" ] && kill -TERM $$svctl 2>/dev/null' INT TERM HUP; \
+		$(SVCTL_RUN) run jupyterhub & svctl=$$!; \
 		( until $(SVCTL_RUN) status jupyterhub 2>/dev/null | grep -q 'readiness: *ready '; do \
 			kill -0 $$svctl 2>/dev/null || exit 0; sleep 0.5; done; \
 		  echo "JupyterHub is ready: open https://[::1]:$(HUB_PORT)/" ) & ready=$$!; \

@@ -42,3 +42,9 @@ class ConfigError(SvctlError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, Exit.NOT_CONFIGURED)
+
+
+def printable(text: str) -> str:
+    """TEXT for a one-line message: whitespace runs become one space, other control characters
+    escapes (a process's command line, say, is whatever its owner made it)."""
+    return " ".join("".join(ch if ch.isprintable() or ch.isspace() else repr(ch)[1:-1] for ch in text).split())

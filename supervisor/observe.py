@@ -59,10 +59,14 @@ def foreign_instance(config: ServiceConfig, obs: Observation) -> str | None:
     """Why a start must not go ahead: the PID file names a live process of the service's own program
     that svctl did not start (an old init script's daemon, the seed's hub). Starting a second one
     would fight it for its ports and state, and overwriting its PID file would aim that script's
-    `stop` at our supervisor. A PID file naming anything else (a reused PID) is just stale."""
+    `stop` at our supervisor. A PID file naming anything else (a reused PID) is just stale: another
+    program, one that started after the file was written, or one of a user other than root and the
+    service's (any user can fork until it gets a stale file's PID and exec the same argv)."""
     if obs.supervised or obs.orphaned or obs.pidfile.kind != "ok" or obs.pidfile.pid == os.getpid():
         return None
     pid = obs.pidfile.pid
+    if not _older_than_the_file(pid, config.pidfile) or _real_uid(pid) not in _owners(config):
+        return None
     argv = _cmdline(pid)
     program, arguments = os.path.basename(config.command[0]), list(config.command[1:])
     # The same program (argv[0], or argv[1] for a script run by its #! interpreter) with the same
@@ -71,9 +75,46 @@ def foreign_instance(config: ServiceConfig, obs: Observation) -> str | None:
     same_arguments = not arguments or argv[-len(arguments):] == arguments
     if not (process_alive(pid) and same_program and same_arguments):
         return None
-    shown = " ".join(argv)[:80]
+    from supervisor.errors import printable
+
+    shown = printable(" ".join(argv))[:80]
     return (f"{config.pidfile} names pid {pid} ({shown}), a {program} that svctl did not start (an old "
             f"init script's?): stop it first (kill {pid}, or that script's stop), then start again")
+
+
+def _older_than_the_file(pid: int, pidfile: str) -> bool:
+    """The process started before PIDFILE was last written (then the file can be about it)."""
+    import time
+
+    from supervisor.unix.identity import read_stat, seconds_since_start
+
+    found = read_stat(pid)
+    try:
+        written = os.stat(pidfile).st_mtime
+    except OSError:
+        return False
+    return found is not None and time.time() - seconds_since_start(found[1]) <= written + 1.0
+
+
+def _real_uid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            return next(int(line.split()[1]) for line in handle if line.startswith("Uid:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+
+
+def _owners(config: ServiceConfig) -> set[int]:
+    """Who may own an instance of the service: root, and the service's user."""
+    import pwd
+
+    owners = {0, os.geteuid()}  # os.geteuid(): a private, non-root setup
+    try:
+        if config.user:
+            owners.add(pwd.getpwnam(config.user).pw_uid)
+    except (KeyError, ValueError):
+        pass
+    return owners
 
 
 def _cmdline(pid: int) -> list[str]:

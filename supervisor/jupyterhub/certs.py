@@ -96,29 +96,46 @@ def _judge_place(path: str, what: str) -> None:
                         "there as that user")
 
 
+def _kept_owner(path: str, mode: int) -> tuple[int, int, int]:
+    """(mode, uid, gid) to write PATH with: those of the regular file there now, so a key the admin
+    gave to a non-root hub stays readable by it; else MODE and root's (-1: unchanged)."""
+    import stat
+
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return mode, -1, -1
+    if not stat.S_ISREG(info.st_mode):
+        return mode, -1, -1
+    return stat.S_IMODE(info.st_mode) & ~0o7000, info.st_uid, info.st_gid
+
+
 def _install_pair(cert_path: str, cert_pem: bytes, key_path: str, key_pem: bytes) -> None:
-    """Certificate first, then key; if the key cannot be written, the old certificate goes back."""
+    """Certificate first, then key; if the key cannot be written, the old certificate goes back.
+    Each keeps the mode and owner of the file it replaces."""
     from supervisor.unix import userfiles
 
+    cert_mode, key_mode = _kept_owner(cert_path, 0o644), _kept_owner(key_path, 0o600)
+    key_mode = (key_mode[0] & 0o770, *key_mode[1:])  # a private key is never world-readable
     try:
         old_cert = userfiles.read_bytes(cert_path, PEM_LIMIT)  # None: there is none
         restore = "the old certificate was put back" if old_cert is not None else "the new certificate was removed"
     except OSError:  # not a file that can be read back (a link planted there): it cannot be restored
         old_cert, restore = None, "the new certificate was removed (what was there could not be read back)"
     try:
-        userfiles.replace(cert_path, cert_pem, 0o644)
+        userfiles.replace(cert_path, cert_pem, *cert_mode)
     except OSError as exc:
         raise CertError(f"cannot write the certificate {cert_path}: {userfiles.describe(exc)}; nothing "
                         "was changed") from None
     try:
-        userfiles.replace(key_path, key_pem, 0o600)
+        userfiles.replace(key_path, key_pem, *key_mode)
     except OSError as exc:
         problem = f"cannot write the key {key_path}: {userfiles.describe(exc)}"
         try:
             if old_cert is None:
                 userfiles.remove(cert_path)
             else:
-                userfiles.replace(cert_path, old_cert, 0o644)
+                userfiles.replace(cert_path, old_cert, *cert_mode)
         except OSError as again:
             raise CertError(f"{problem}; and putting the old certificate back failed too "
                             f"({userfiles.describe(again)}): {cert_path} no longer matches {key_path}") from None

@@ -105,7 +105,13 @@ def _interpreters(resolved: str, search_path: str | None) -> list[str]:
         return []
     found = [words[0]]
     if words == ["/bin/sh"] and len(lines) > 1 and lines[1].startswith(PIP_LAUNCHER):
-        found += lines[1][len(PIP_LAUNCHER):].decode("utf-8", errors="replace").replace('"', " ").split()[:1]
+        # pip writes this launcher when the interpreter's path is long or has spaces: quoted
+        import shlex
+
+        try:
+            found += shlex.split(lines[1][len(PIP_LAUNCHER):].decode("utf-8", errors="replace"))[:1]
+        except ValueError:
+            found.append(lines[1].decode("utf-8", errors="replace"))  # unparsable: judged (and refused) as is
     if os.path.basename(words[0]) == "env":
         name = next((word for word in words[1:] if not word.startswith("-") and "=" not in word), None)
         if name and "/" in name:

@@ -213,8 +213,8 @@ def cleanup_before_start(config: ServiceConfig, term_timeout: float = 5.0) -> li
 
 def before_start(config: ServiceConfig, term_timeout: float = 5.0) -> tuple[list[str], str | None]:
     """The clean-up above, then whether the start must be refused: (lines, refusal or None). The
-    refusal names a process not of this service that holds the hub's ports (supervisor/jupyterhub/
-    ports.py): starting anyway would crash-loop the new hub while the old one answers."""
+    refusal names another JupyterHub that holds the hub's port (supervisor/jupyterhub/ports.py):
+    starting anyway would crash-loop the new hub while the old one answers."""
     lines: list[str] = []
     actor = service_actor(config)
     if isinstance(actor, str):
@@ -233,6 +233,8 @@ def before_start(config: ServiceConfig, term_timeout: float = 5.0) -> tuple[list
         cleanup_proxy(files.proxy_pid_file, lines, term_timeout, actor)
     if files.hub_pid_file:
         cleanup_hub_pid_file(files.hub_pid_file, lines, actor)
-    from supervisor.jupyterhub.ports import held_by_others, hub_ports
+    if hub_config is None:
+        return lines, None  # unreadable: nothing to judge the ports by
+    from supervisor.jupyterhub.ports import held_by_another_hub, hub_ports
 
-    return lines, held_by_others(hub_ports(hub_config or ConfigFile()))
+    return lines, held_by_another_hub(hub_ports(hub_config), _is_hub)

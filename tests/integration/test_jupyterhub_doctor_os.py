@@ -114,7 +114,9 @@ class TestNotRoot:
             assert "--force" not in result.stdout
         # root's svctl runs from the venv that has jupyterhub: that one exists, so point at it
         assert f"at {JUPYTERHUB}, which exists" in check(prefix).stdout
-        assert ", 5 not checked" in check(prefix, user="nobody").stdout.splitlines()[-1]
+        # how many findings nobody can't check depends on the clone's place (a 0700 directory hides
+        # the venv too): some, and the error still counts
+        assert re.search(r"^jupyterhub: 1 error, [1-9][0-9]* not checked", check(prefix, user="nobody").stdout.splitlines()[-1])
 
     @needs_jupyterhub
     def test_an_external_proxy_service_file_nobody_may_read_is_exit_4_in_one_line(self):

@@ -142,3 +142,24 @@ def test_renew_cert_while_nobody_plants_the_link_during_openssl(places, tmp_path
         assert_new_pair_as_nobody(cert, prefix / "srv/jupyterhub/ssl/jupyterhub.key", victim)
     finally:
         shutil.rmtree(prefix, ignore_errors=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_renewed_pair_keeps_the_owner_and_mode_the_admin_gave_it(places, monkeypatch, backend):
+    """A non-root hub reads its key because the admin chowned it (0640, group of the hub's user):
+    a renewal must not hand it back to root:root 0600 and lock the hub out at its restart."""
+    from supervisor.jupyterhub import certs
+
+    use_backend(monkeypatch, backend)
+    _, key_dir, _ = places
+    cert, key = key_dir / "hub.crt", key_dir / "hub.key"
+    certs.generate(str(cert), str(key), "::1")
+    os.chown(key, 0, NOBODY)
+    key.chmod(0o640)
+    before = key.read_bytes()
+    certs.generate(str(cert), str(key), "::1")
+    info = os.lstat(key)
+    assert key.read_bytes() != before and (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (0, NOBODY, 0o640)
+    key.chmod(0o644)  # made world-readable by mistake: the new key is not
+    certs.generate(str(cert), str(key), "::1")
+    assert stat.S_IMODE(os.lstat(key).st_mode) == 0o640
