@@ -167,7 +167,15 @@ def test_init_external_proxy_files(tmp_path):
     """Fast (no hub started): what --proxy external writes, and that it stays consistent."""
     pytest.importorskip("cryptography", reason="init writes the certificate with the cryptography package")
     prefix = tmp_path / "root"
-    result = _init(prefix)
+    # No hub runs here, so stand-ins do (the suite against Debian 12's libraries has no jupyterhub):
+    # init must still be given programs it would accept.
+    programs = tmp_path / "programs"
+    programs.mkdir()
+    for name in ("jupyterhub", "configurable-http-proxy"):
+        (programs / name).write_text("#!/bin/sh\nexit 0\n")
+        (programs / name).chmod(0o755)
+    stand_ins = ("--jupyterhub", str(programs / "jupyterhub"), "--proxy-command", str(programs / "configurable-http-proxy"))
+    result = _init(prefix, *stand_ins)
     assert result.returncode == 0, result.stderr
     etc, state = prefix / "etc/svctl", prefix / "srv/jupyterhub"
     token = (state / "proxy-auth-token").read_text().strip()
@@ -198,10 +206,10 @@ def test_init_external_proxy_files(tmp_path):
 
     # A second run keeps everything, token included; so does --force, which rewrites both service
     # files: a new token would lock a running proxy out of the next hub.
-    again = _init(prefix)
+    again = _init(prefix, *stand_ins)
     assert again.returncode == 0 and "wrote" not in again.stdout
     assert (state / "proxy-auth-token").read_text().strip() == token
-    forced = _init(prefix, "--force")
+    forced = _init(prefix, "--force", *stand_ins)
     assert forced.returncode == 0
     assert (state / "proxy-auth-token").read_text().strip() == token
     assert load("jupyterhub", str(etc)).env["CONFIGPROXY_AUTH_TOKEN"] == token
