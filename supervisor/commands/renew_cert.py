@@ -97,25 +97,12 @@ def _served_pair(layout, external: bool) -> tuple[str, str, str | None]:
     if external:
         from supervisor.config import load
 
+        from supervisor.jupyterhub.external_proxy import tls_files
+
         proxy = load("jupyterhub-proxy", layout.config_dir)
-        given = _flags(proxy.command)
-        if "--ssl-cert" in given:
-            cert = os.path.normpath(os.path.join(proxy.working_directory, given["--ssl-cert"]))
-        if "--ssl-key" in given:
-            key = os.path.normpath(os.path.join(proxy.working_directory, given["--ssl-key"]))
+        served = tls_files(proxy.command, proxy.working_directory)
+        cert, key = served[0] or cert, served[1] or key
     return cert, key, bind_url
-
-
-def _flags(command: tuple[str, ...]) -> dict[str, str]:
-    """``--name value`` and ``--name=value`` pairs of a command line, the last one winning."""
-    found: dict[str, str] = {}
-    for index, word in enumerate(command[1:], start=1):
-        name, equals, value = word.partition("=")
-        if equals and name.startswith("--"):
-            found[name] = value
-        elif word.startswith("--") and index + 1 < len(command):
-            found[word] = command[index + 1]
-    return found
 
 
 def _url_ip(url: str | None) -> str | None:

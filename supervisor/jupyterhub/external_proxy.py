@@ -103,3 +103,20 @@ def proxy_token(layout: Layout, *, force: bool = False) -> str:
             if isinstance(token, str) and token:
                 return token
     return secrets.token_hex(32)
+
+
+def tls_files(command: tuple[str, ...] | list[str], working_directory: str) -> tuple[str | None, str | None]:
+    """(certificate, key) the proxy service's command line serves (``--ssl-cert`` / ``--ssl-key``,
+    as ``--name value`` or ``--name=value``, the last one winning), absolute; None where not given."""
+    import os
+
+    given: dict[str, str] = {}
+    for index, word in enumerate(command):
+        name, equals, value = word.partition("=")
+        if equals and name.startswith("--"):
+            given[name] = value
+        elif word.startswith("--") and index + 1 < len(command):
+            given[word] = command[index + 1]
+    cert, key = given.get("--ssl-cert"), given.get("--ssl-key")
+    return tuple(os.path.normpath(os.path.join(working_directory, path)) if path else None  # type: ignore[return-value]
+                 for path in (cert, key))

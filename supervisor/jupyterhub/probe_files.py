@@ -234,7 +234,7 @@ def proxy_tls(config, closed: dict[str, str]) -> ProxyTls | None:
     when there is no such service file (a proxy run some other way is not ours to judge)."""
     from supervisor.config import load
     from supervisor.errors import ConfigError
-    from supervisor.jupyterhub.external_proxy import PROXY_SERVICE
+    from supervisor.jupyterhub.external_proxy import PROXY_SERVICE, tls_files
 
     directory = os.path.dirname(config.path)
     path = os.path.join(directory, f"{PROXY_SERVICE}.toml")
@@ -249,26 +249,9 @@ def proxy_tls(config, closed: dict[str, str]) -> ProxyTls | None:
         proxy = load(PROXY_SERVICE, directory)
     except ConfigError:
         return None  # `svctl check jupyterhub-proxy` says what is wrong with it
-    options = _options(proxy.command)
-    cert, key = options.get("--ssl-cert"), options.get("--ssl-key")
-    if cert:
-        cert = os.path.normpath(os.path.join(proxy.working_directory, cert))
-    if key:
-        key = os.path.normpath(os.path.join(proxy.working_directory, key))
+    cert, key = tls_files(proxy.command, proxy.working_directory)
     report = cert_report(cert, key, closed) if cert and key else None
     return ProxyTls(path, cert, key, report)
-
-
-def _options(command: tuple[str, ...]) -> dict[str, str]:
-    """``--name value`` and ``--name=value`` pairs of a command line, last one winning."""
-    found: dict[str, str] = {}
-    for index, word in enumerate(command):
-        name, equals, value = word.partition("=")
-        if equals and name.startswith("--"):
-            found[name] = value
-        elif word.startswith("--") and index + 1 < len(command):
-            found[word] = command[index + 1]
-    return found
 
 
 # ---- what a root hub runs: the root trust rule (docs/security.md X2), as `svctl start` applies it --
