@@ -93,6 +93,23 @@ def poll_until(predicate, timeout: float = 5.0, what: str = "condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
+def svctl_command() -> Path:
+    """The svctl console script of the running venv (boot files call it by its absolute path)."""
+    program = Path(sys.executable).parent / "svctl"
+    if not program.exists():
+        pytest.skip(f"no svctl console script next to {sys.executable} (pip install -e . first)")
+    return program
+
+
+def skip_without_boot_tools(tools: tuple[str, ...]) -> None:
+    """Scenarios under unshare that drive the real update-rc.d/service need root and the tools."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for mount/PID namespaces")
+    missing = [tool for tool in tools if not shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin")]
+    if missing:
+        pytest.skip(f"missing tools: {', '.join(missing)} (Debian: init-system-helpers, util-linux)")
+
+
 def free_port() -> int:
     """A TCP port free on [::1] right now (the kernel's pick)."""
     import socket

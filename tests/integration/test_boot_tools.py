@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import skip_without_boot_tools, svctl_command
 
 from supervisor import boot
 from supervisor.config import parse
@@ -30,20 +31,9 @@ USAGE = f"Usage: /etc/init.d/{NAME} {{start|stop|status|restart|reload|force-rel
 TOOLS = ("update-rc.d", "service", "invoke-rc.d", "unshare")
 
 
-def svctl_command() -> Path:
-    program = Path(sys.executable).parent / "svctl"
-    if not program.exists():
-        pytest.skip(f"no svctl console script next to {sys.executable} (pip install -e . first)")
-    return program
-
-
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("needs root for mount/PID namespaces")
-    missing = [tool for tool in TOOLS if not shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin")]
-    if missing:
-        pytest.skip(f"missing tools: {', '.join(missing)} (Debian: init-system-helpers, util-linux)")
+    skip_without_boot_tools(TOOLS)
     work = tmp_path_factory.mktemp("boot")
     result_path = work / "result.json"
     # bash stays PID 1 of the namespace (no exec of the last command): it reaps the daemons that

@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import skip_without_boot_tools, svctl_command
 
 from supervisor.config import load
 
@@ -38,20 +39,9 @@ SCENARIO = HERE / "init_boot_scenario.py"
 TOOLS = ("update-rc.d", "service", "unshare")
 
 
-def svctl_command() -> Path:
-    program = Path(sys.executable).parent / "svctl"
-    if not program.exists():
-        pytest.skip(f"no svctl console script next to {sys.executable} (pip install -e . first)")
-    return program
-
-
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("needs root for mount/PID namespaces")
-    missing = [tool for tool in TOOLS if not shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin")]
-    if missing:
-        pytest.skip(f"missing tools: {', '.join(missing)} (Debian: init-system-helpers, util-linux)")
+    skip_without_boot_tools(TOOLS)
     pytest.importorskip("cryptography", reason="init writes the certificate with the cryptography package")
     work = tmp_path_factory.mktemp("initboot")
     result_path = work / "result.json"
