@@ -39,7 +39,7 @@ INSTALL_OPTIONS: dict[str, str | None] = {
 # One table, no registry magic.
 VERBS: dict[str, tuple[str, str, str, dict[str, str | None]]] = {
     "start": ("lifecycle", "start", "NAME", NAME_ONLY),
-    "stop": ("stop", "stop", "NAME", NAME_ONLY),
+    "stop": ("stop", "stop", "NAME [--stop-user-servers]", {"--stop-user-servers": None}),
     "restart": ("lifecycle", "restart", "NAME", NAME_ONLY),
     "try-restart": ("lifecycle", "try_restart", "NAME", NAME_ONLY),
     "reload": ("lifecycle", "reload", "NAME", NAME_ONLY),
@@ -106,6 +106,9 @@ HELP = {
         "                      edits restart them too; default: they keep running (make run uses it)",
         "  --no-hints          skip the 'next:' line (make run supervises it itself)",
     ),
+    "stop": ("  --stop-user-servers  also stop what the service left running outside its process group",
+             "                      that its preset keeps on purpose (JupyterHub: the users' servers);",
+             "                      other escapees (a helper started with setsid) are always stopped"),
     "check": ("  --json    the findings as JSON (with \"ok\" and an \"unchecked\" count)",
               "  exit 0 nothing wrong; 6 an error or an invalid service file; 4 no error, but some",
               "  findings need root (they say 'not checked as USER': run svctl check as root)"),

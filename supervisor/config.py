@@ -16,13 +16,14 @@ from collections import namedtuple
 
 from supervisor.core.schedule import MAX_SECONDS, ScheduleError, format_schedule, parse_schedule
 from supervisor.core.signals import parse_signal
+from supervisor import config_values as v
+from supervisor import settings
 from supervisor.errors import ConfigError, Exit, SvctlError
 from supervisor.names import validate_name
 from supervisor.unix.trustchain import TooLarge, Untrusted, check_chain, file_problem, read_regular_file, walk
 
 RESTART_POLICIES = ("always", "on-failure", "never")
 PRESETS = ("jupyterhub",)
-READY_SCHEMES = ("http://", "https://", "tcp://")
 
 # Bounds (documented in etc/example.toml). Seconds: MAX_SECONDS (24 days) is the longest the
 # supervisor's event loop can wait in one call; anything sane is far below.
@@ -31,9 +32,6 @@ MAX_LOG_BYTES = 1 << 40
 MAX_LOG_BACKUPS = 1000  # every rotation renames each backup
 MAX_COUNT = 10**6
 MAX_DESCRIPTION = 4096  # characters
-MAX_PATH = 4095  # bytes: PATH_MAX less the NUL
-MAX_STRING = 128 * 1024 - 1  # bytes: the kernel's limit for one argument or environment string
-MAX_ITEMS = 4096  # command, check, watch and environment entries
 
 
 DEFAULT_STOP = parse_schedule("TERM/30/KILL/5")
@@ -56,6 +54,7 @@ FIELDS: dict = {
     "min_uptime": 1.0,  # a run at least this long resets the backoff
     "backoff_initial": 0.1, "backoff_max": 30.0,
     "give_up_after": 5, "give_up_window": 60.0, "give_up_cooldown": 300.0,
+    **settings.FIELDS,  # requires, health, environment_file, process settings, on_failure
 }
 
 
@@ -102,6 +101,7 @@ KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "give_up_after": ((int,), "a count"),
     "give_up_window": _NUMBER,
     "give_up_cooldown": _NUMBER,
+    **settings.KEYS,
 }
 
 
@@ -204,136 +204,72 @@ def from_mapping(name: str, path: str, data: dict, validated: bool = False) -> S
 
     for key, value in data.items():
         if key not in KEYS:
-            shown = key if len(key) <= 64 and key.isprintable() else _shown(key)
+            shown = key if len(key) <= 64 and key.isprintable() else v.shown(key)
             raise fail(shown, "unknown key (see etc/example.toml for the keys svctl knows)")
         types, description = KEYS[key]
         if isinstance(value, bool) or not isinstance(value, types):
-            raise fail(key, f"expected {description}, got {type(value).__name__} {_shown(value)}")
-        _check_strings(value, lambda reason, key=key: fail(key, reason))
+            raise fail(key, f"expected {description}, got {type(value).__name__} {v.shown(value)}")
+        v.check_strings(value, lambda reason, key=key: fail(key, reason))
     values: dict = {}
     if "command" not in data:
         raise fail("command", "missing: the service needs a command to run")
-    values["command"] = _string_list(data["command"], lambda r: fail("command", r), allow_empty=False)
-    _path(values["command"][0], lambda r: fail("command", r + " (init scripts run with a bare PATH)"))
+    values["command"] = v.string_list(data["command"], lambda r: fail("command", r), allow_empty=False)
+    v.path(values["command"][0], lambda r: fail("command", r + " (init scripts run with a bare PATH)"))
     for key in ("working_directory", "pidfile", "log_file", "events_file"):
         if key in data:
-            values[key] = os.path.normpath(_path(data[key], lambda r, key=key: fail(key, r)))
+            values[key] = os.path.normpath(v.path(data[key], lambda r, key=key: fail(key, r)))
     for key in ("description", "user", "preset"):
         if key in data:
             values[key] = data[key]
     if len(values.get("description", "")) > MAX_DESCRIPTION:
         raise fail("description", f"{len(values['description'])} characters; at most {MAX_DESCRIPTION}")
     if "user" in data:
-        values["user"] = _user(data["user"], lambda r: fail("user", r), look_up=not validated)
+        values["user"] = v.user(data["user"], lambda r: fail("user", r), look_up=not validated)
     if values.get("preset") not in (None, *PRESETS):
-        raise fail("preset", f"unknown preset {_shown(values['preset'])}; known: {', '.join(PRESETS)}")
+        raise fail("preset", f"unknown preset {v.shown(values['preset'])}; known: {', '.join(PRESETS)}")
     if "environment" in data:
         env = data["environment"]
-        if len(env) > MAX_ITEMS:
-            raise fail("environment", f"{len(env)} variables; at most {MAX_ITEMS}")
+        if len(env) > v.MAX_ITEMS:
+            raise fail("environment", f"{len(env)} variables; at most {v.MAX_ITEMS}")
         for key, value in env.items():
             if not isinstance(value, str) or "=" in key or not key:
-                raise fail("environment", f"{_shown(key)} must map a name without '=' to a string")
+                raise fail("environment", f"{v.shown(key)} must map a name without '=' to a string")
         values["environment"] = tuple(sorted(env.items()))
     if "stop" in data:
         try:
             values["stop"] = parse_schedule(str(data["stop"]))
         except ScheduleError as exc:
-            raise fail("stop", f"{_shown(data['stop'])}: {exc}") from None
+            raise fail("stop", f"{v.shown(data['stop'])}: {exc}") from None
     if "reload" in data:
         values["reload"], values["reload_signal"] = _reload(data["reload"], lambda r: fail("reload", r))
     if "restart" in data:
         if data["restart"] not in RESTART_POLICIES:
-            raise fail("restart", f"{_shown(data['restart'])} is not one of {', '.join(RESTART_POLICIES)}")
+            raise fail("restart", f"{v.shown(data['restart'])} is not one of {', '.join(RESTART_POLICIES)}")
         values["restart"] = data["restart"]
     if "ready" in data:
         # content a supervisor already accepted needs no URL parsing (urllib) again
-        values["ready"] = data["ready"] if validated else _ready_url(data["ready"], lambda r: fail("ready", r))
+        values["ready"] = data["ready"] if validated else v.ready_url(data["ready"], lambda r: fail("ready", r))
     for key in ("ready_timeout", "start_seconds", "check_timeout", "min_uptime", "backoff_initial",
                 "backoff_max", "give_up_window", "give_up_cooldown"):
         if key in data:
-            values[key] = float(_bounded(data[key], MAX_SECONDS, "s, 24 days", lambda r, key=key: fail(key, r)))
+            values[key] = float(v.bounded(data[key], MAX_SECONDS, "s, 24 days", lambda r, key=key: fail(key, r)))
     for key, most in (("log_max_bytes", MAX_LOG_BYTES), ("log_backups", MAX_LOG_BACKUPS),
                       ("give_up_after", MAX_COUNT)):
         if key in data:
-            values[key] = _bounded(data[key], most, "", lambda r, key=key: fail(key, r))
+            values[key] = v.bounded(data[key], most, "", lambda r, key=key: fail(key, r))
     if "watch" in data:
-        values["watch"] = _string_list(data["watch"], lambda r: fail("watch", r), allow_empty=True)
+        values["watch"] = v.string_list(data["watch"], lambda r: fail("watch", r), allow_empty=True)
         for item in values["watch"]:
-            _path(item, lambda r: fail("watch", r))
+            v.path(item, lambda r: fail("watch", r))
     if "check" in data:
-        values["check"] = _string_list(data["check"], lambda r: fail("check", r), allow_empty=True)
+        values["check"] = v.string_list(data["check"], lambda r: fail("check", r), allow_empty=True)
         if values["check"]:  # absolute like command: a PATH lookup as root could not be checked
-            _path(values["check"][0], lambda r: fail("check", r))
+            v.path(values["check"][0], lambda r: fail("check", r))
+    settings.validate(name, data, values, fail, validated)
     values.setdefault("pidfile", f"/run/{name}.pid")
     values.setdefault("log_file", f"/var/log/{name}.log")
     values.setdefault("events_file", f"/var/log/svctl/{name}.json")
     return ServiceConfig(name=name, path=path, **values)
-
-
-def _shown(value: object) -> str:
-    """A value for an error message: repr, clipped (a 1 MiB string makes no useful line)."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _check_strings(value: object, fail) -> None:
-    """No NUL anywhere (the kernel would cut the string there, or Python raise), none too long."""
-    if isinstance(value, str):
-        if "\0" in value:
-            raise fail(f"{_shown(value)} contains a NUL character")
-        if len(value) > MAX_STRING // 4 and len(value.encode("utf-8", "surrogatepass")) > MAX_STRING:
-            raise fail(f"a string of {len(value)} characters; at most {MAX_STRING} bytes")
-    elif isinstance(value, list):
-        if len(value) > MAX_ITEMS:
-            raise fail(f"{len(value)} items; at most {MAX_ITEMS}")
-        for item in value:
-            _check_strings(item, fail)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_strings(key, fail)
-            _check_strings(item, fail)
-
-
-def _path(value: str, fail) -> str:
-    if not os.path.isabs(value):
-        raise fail(f"{_shown(value)} must be an absolute path")
-    if len(value) > MAX_PATH // 4 and len(value.encode("utf-8", "surrogatepass")) > MAX_PATH:
-        raise fail(f"a path of {len(value)} characters; at most {MAX_PATH} bytes")
-    return value
-
-
-def _bounded(value: int | float, most: int, unit: str, fail) -> int | float:
-    """0 <= VALUE <= MOST; also refuses nan and inf (a comparison with nan is always False)."""
-    if not 0 <= value <= most:
-        if value != value or value in (float("inf"), float("-inf")):
-            raise fail(f"{value!r} is not a finite number")
-        if value < 0:
-            raise fail(f"{_shown(value)} must not be negative")
-        raise fail(f"{_shown(value)} is too large (at most {most}{' ' + unit if unit else ''})")
-    return value
-
-
-def _user(value: str, fail, look_up: bool) -> str:
-    if not value:
-        raise fail("must not be empty (leave it out to run as the supervisor's user)")
-    if look_up:
-        import pwd
-
-        try:
-            pwd.getpwnam(value)
-        except KeyError:
-            raise fail(f"no such user {_shown(value)}") from None
-    return value
-
-
-def _string_list(value: list, fail, *, allow_empty: bool) -> tuple[str, ...]:
-    if not allow_empty and not value:
-        raise fail("must not be empty")
-    for item in value:
-        if not isinstance(item, str) or not item:
-            raise fail(f"every item must be a non-empty string, got {_shown(item)}")
-    return tuple(value)
 
 
 def _reload(value: str, fail) -> tuple[str, int | None]:
@@ -344,21 +280,6 @@ def _reload(value: str, fail) -> tuple[str, int | None]:
     except ValueError as exc:
         raise fail(f"{value!r}: {exc}; or use 'restart'") from None
     return value, number
-
-
-def _ready_url(value: str, fail) -> str:
-    if not value.startswith(READY_SCHEMES):
-        raise fail(f"{value!r} must start with {', '.join(READY_SCHEMES)}")
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError as exc:
-        raise fail(f"{value!r}: {exc} (IPv6 literals go in brackets: tcp://[::1]:9443)") from None
-    if not parts.hostname or (value.startswith("tcp://") and port is None):
-        raise fail(f"{value!r} needs a host and, for tcp://, a port")
-    return value
 
 
 def ensure_paths_exist(config: ServiceConfig) -> None:
@@ -381,12 +302,12 @@ def runs_as_root(config: ServiceConfig) -> bool:
 
 
 def ensure_programs_trusted(config: ServiceConfig) -> None:
-    """A root service runs command[0] and check[0] as root: whoever could replace either program,
+    """A root service runs command[0], check[0] and on_failure[0] as root: whoever could replace one,
     or a directory on its path, would run code as root. Refused (exit 6), naming the key and fix.
     A program that does not exist is left to the caller (exit 5, or the check's own failure)."""
     if not runs_as_root(config):
         return
-    for key, argv in (("command", config.command), ("check", config.check)):
+    for key, argv in (("command", config.command), ("check", config.check), ("on_failure", config.on_failure)):
         if argv:
             reason = check_chain(argv[0])
             if reason:
