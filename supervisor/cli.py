@@ -17,7 +17,8 @@ GLOBALS = "svctl [--config-dir DIR] [--run-dir DIR]"
 USAGE = (
     f"Usage: {GLOBALS} "
     "{start|stop|status|restart|try-restart|reload|force-reload|run|check|install|uninstall|init|logs|reopen-logs} "
-    "NAME [options]"
+    "NAME [options]\n"
+    f"       {GLOBALS} {{status|list}} [--json]"
 )
 PIPE_CLOSED = 128 + 13  # what a shell reports for a command killed by SIGPIPE (`yes | head -1`)
 
@@ -44,7 +45,8 @@ VERBS: dict[str, tuple[str, str, str, dict[str, str | None]]] = {
     "try-restart": ("lifecycle", "try_restart", "NAME", NAME_ONLY),
     "reload": ("lifecycle", "reload", "NAME", NAME_ONLY),
     "force-reload": ("lifecycle", "force_reload", "NAME", NAME_ONLY),
-    "status": ("status", "status", "NAME [--json] [--lines N]", {"--json": None, "--lines": "N"}),
+    "status": ("status", "status", "[NAME] [--json] [--lines N]", {"--json": None, "--lines": "N"}),
+    "list": ("status_all", "list_all", "[--json]", {"--json": None}),
     "run": ("lifecycle", "run", "NAME", NAME_ONLY),
     "logs": ("status", "logs", "NAME [-f] [-n LINES]", {"-f": None, "-n": "LINES"}),
     "reopen-logs": ("lifecycle", "reopen_logs", "NAME", NAME_ONLY),
@@ -67,7 +69,8 @@ SUMMARY = {
     "try-restart": "restart only if it is running",
     "reload": "reopen the logs, validate the watched config and apply it (or send the reload signal)",
     "force-reload": "reload if running, else start",
-    "status": "LSB status: 0 running, 1 dead with a PID file, 3 stopped, 4 unknown",
+    "status": "LSB status: 0 running, 1 dead with a PID file, 3 stopped, 4 unknown; no NAME: as list",
+    "list": "every service at a glance, one line each: 0 all running, 3 none, 1 some",
     "run": "supervise in the foreground (systemd Type=notify, containers, debugging)",
     "logs": "the service's captured output",
     "reopen-logs": "reopen the log files (logrotate); 0 on a stopped service",
@@ -112,6 +115,16 @@ HELP = {
     "check": ("  --json    the findings as JSON (with \"ok\" and an \"unchecked\" count)",
               "  exit 0 nothing wrong; 6 an error or an invalid service file; 4 no error, but some",
               "  findings need root (they say 'not checked as USER': run svctl check as root)"),
+    "status": ("  NAME        one service: its state, PIDs, readiness, health, last exit and output;",
+               "              exit 0 running, 1 dead but its PID file exists, 3 not running, 4 unknown",
+               "  (no NAME)   every NAME.toml in the config directory, one line each, as `svctl list`",
+               "  --json      the same facts as JSON (without NAME: a list, one object per service)",
+               "  --lines N   with NAME: show the last N lines of its output (default 10 at a terminal)"),
+    "list": ("  one line per NAME.toml in the config directory, sorted: state, PID, uptime, restarts,",
+             "  readiness/health and the last exit or rejection; a file that is invalid or untrusted",
+             "  gets its own line saying why. Exit 0 every service running, 3 none (or none defined),",
+             "  1 otherwise, 4 the config directory can't be listed",
+             "  --json    a JSON list, one object per service, the same facts"),
     "logs": ("  -f        keep printing what the service writes", "  -n LINES  how many lines first (default 50)"),
     "install": ("  --root DIR  write under DIR instead of / (no root needed)",
                 "  --print     show the files instead of writing them"),
@@ -133,11 +146,12 @@ class Context:
 
 
 class Options:
-    """A verb's command line, parsed: its one NAME and the options given, in order."""
+    """A verb's command line, parsed: its one NAME (None for `list`, or `status` of every service)
+    and the options given, in order."""
 
     __slots__ = ("verb", "name", "given")
 
-    def __init__(self, verb: str, name: str, given: list[tuple[str, str | None]]) -> None:
+    def __init__(self, verb: str, name: str | None, given: list[tuple[str, str | None]]) -> None:
         self.verb, self.name, self.given = verb, name, given
 
     def flag(self, option: str) -> bool:
@@ -218,11 +232,13 @@ def parse_args(verb: str, args: list[str]) -> Options:
                 raise bad_args(verb, f"{option} needs a value ({spec[option]})")
             value = rest.pop(0)
         given.append((option, value))
-    if not positional:
-        raise bad_args(verb, f"missing {VERBS[verb][2].split()[0]}")
-    if len(positional) > 1:
-        raise bad_args(verb, f"unexpected argument {_shown(positional[1])}")
-    return Options(verb, positional[0], given)
+    takes = VERBS[verb][2].split()[0]  # "NAME", "[NAME]" (optional) or "[--json]" (none)
+    if not positional and not takes.startswith("["):
+        raise bad_args(verb, f"missing {takes}")
+    allowed = 0 if takes.startswith("[-") else 1
+    if len(positional) > allowed:
+        raise bad_args(verb, f"unexpected argument {_shown(positional[allowed])}")
+    return Options(verb, positional[0] if positional else None, given)
 
 
 def options_for(context: Context, verb: str, args: list[str]) -> Options:

@@ -1,4 +1,5 @@
-"""``svctl status NAME [--json]`` and ``svctl logs NAME [-f] [-n N]``.
+"""``svctl status NAME [--json]`` and ``svctl logs NAME [-f] [-n N]`` (``svctl status`` without NAME,
+and ``svctl list``: status_all.py, built from the pieces here).
 
 Status imports only the light modules (no psutil, python-daemon, watchdog or structlog): it is the
 verb monitoring runs every few seconds. Exit codes: 0 running, 1 dead but PID file exists (crashed,
@@ -13,7 +14,7 @@ import time
 
 from supervisor import config as configuration
 from supervisor.cli import options_for
-from supervisor.errors import Exit, Status, SvctlError
+from supervisor.errors import Exit, Status, SvctlError, printable
 from supervisor.names import validate_name
 from supervisor.observe import Observation, observe
 from supervisor.unix.logcapture import tail
@@ -76,6 +77,51 @@ def stamp(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
+def count(value) -> int | None:
+    """A count the supervisor recorded, or None if it is not one (a damaged state.json)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63 else None
+
+
+def health_of(machine: dict) -> dict | None:
+    """The liveness probe's verdict from state.json, checked field by field; None when the service
+    has no `health` (or an older supervisor wrote the file, or its shape is wrong)."""
+    health = machine.get("health")
+    if not isinstance(health, dict) or health.get("state") not in ("passing", "failing", "pending"):
+        return None
+    last = health.get("last_failure")
+    return {"state": health["state"], "failures": count(health.get("failures")) or 0,
+            "last_failure": printable(last)[:200] if isinstance(last, str) else None,
+            "last_failure_at": moment(health, "last_failure_at"), "restarts": count(health.get("restarts")) or 0}
+
+
+def health_line(health: dict, now: float) -> str:
+    """"passing", "failing (3 failures in a row)", "pending", plus the last failure and restarts."""
+    text = health["state"]
+    if health["state"] == "failing" and health["failures"]:
+        text += f" ({health['failures']} failure{'s' if health['failures'] != 1 else ''} in a row)"
+    if health["last_failure"]:
+        at = health["last_failure_at"]
+        text += f"; last failure: {health['last_failure']}" + (f", {ago(now - at)} ago" if at else "")
+    if health["restarts"]:
+        text += f"; {health['restarts']} restart{'s' if health['restarts'] != 1 else ''} by the health check"
+    return text
+
+
+def rejection(obs: Observation) -> tuple[str, float | None] | None:
+    """The rejected config's reason and time, if the last reload was rejected (root sees the reason
+    itself when state.json hides it from everyone else)."""
+    rejected = obs.machine.get("rejected")
+    if not (isinstance(rejected, list) and len(rejected) == 2 and isinstance(rejected[0], str)):
+        return None
+    if rejected[0] == HIDDEN_REASON:
+        from supervisor.unix import rundir
+
+        private = rundir.read_private(obs.directory).get("rejected")
+        if isinstance(private, list) and len(private) == 2 and isinstance(private[0], str):
+            rejected = [private[0], rejected[1]]
+    return rejected[0], moment({"at": rejected[1]}, "at")
+
+
 def details(config: configuration.ServiceConfig, obs: Observation) -> list[str]:
     machine, now, lines = obs.machine, time.time(), []
     if obs.supervisor:
@@ -97,16 +143,13 @@ def details(config: configuration.ServiceConfig, obs: Observation) -> list[str]:
     retry = moment(machine, "next_retry_at")
     if retry and machine.get("state") in ("backoff", "gave-up"):
         lines.append(f"next retry: in {ago(retry - now)}")
-    rejected = machine.get("rejected")
-    if isinstance(rejected, list) and len(rejected) == 2 and rejected[0] == HIDDEN_REASON:
-        from supervisor.unix import rundir
-
-        private = rundir.read_private(obs.directory).get("rejected")  # root sees the reason itself
-        if isinstance(private, list) and len(private) == 2 and isinstance(private[0], str):
-            rejected = [private[0], rejected[1]]
-    if isinstance(rejected, list) and len(rejected) == 2:
-        at = moment({"at": rejected[1]}, "at")
-        lines.append(f"config rejected: {rejected[0]}" + (f" (at {stamp(at)})" if at else ""))
+    health = health_of(machine) if obs.service else None  # (a stopped service's verdict is history)
+    if health:
+        lines.append(f"health:     {health_line(health, now)}")
+    rejected = rejection(obs)
+    if rejected:
+        reason, at = rejected
+        lines.append(f"config rejected: {reason}" + (f" (at {stamp(at)})" if at else ""))
     degraded = moment(machine, "degraded_at")
     if degraded:
         lines.append(f"degraded: running last known good config from {stamp(degraded)}")
@@ -120,6 +163,10 @@ def details(config: configuration.ServiceConfig, obs: Observation) -> list[str]:
 
 def status(context, args: list[str]) -> int:
     options = options_for(context, "status", args)
+    if options.name is None:  # every service: `svctl list`
+        from supervisor.commands.status_all import status_all
+
+        return status_all(context, options)
     name = validate_name(options.name)
     from supervisor.unix import rundir
 
@@ -145,7 +192,8 @@ def status(context, args: list[str]) -> int:
                         "reason": obs.pidfile.reason},
             "supervisor_pid": obs.supervisor.pid if obs.supervisor else None,
             "service_pid": obs.service.pid if obs.service else None,
-            "machine": obs.machine, "log_file": config.log_file, "output": output,
+            "machine": obs.machine, "health": health_of(obs.machine) if obs.service else None,
+            "log_file": config.log_file, "output": output,
         }, indent=2)
     else:
         pid = f" (pid {obs.service.pid}" if obs.service else ""

@@ -79,7 +79,7 @@ def read_state(directory: str) -> tuple[dict | None, str | None]:
 
     try:
         state = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: [[[[... nested thousands deep
         return None, f"{directory}/{STATE} is not valid JSON"
     return (state, None) if isinstance(state, dict) else (None, f"{directory}/{STATE} is not an object")
 

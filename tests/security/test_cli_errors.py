@@ -128,7 +128,7 @@ def test_a_stop_with_an_unknown_option_stops_nothing(sandbox):
     (["logs", "demo", "-n", "-3"], 2, "-n needs a whole number"),
     (["logs", "demo", "-f"], 1, "no output captured yet"),
     (["logs", "demo"], 1, "no output captured yet"),
-    (["status"], 2, "missing NAME"),
+    (["status", "--lines", "3"], 2, "--lines shows one service"),
     (["status", "demo", "other"], 2, "unexpected argument 'other'"),
     (["status", "demo", "--json=yes"], 2, "--json takes no value"),
     (["init", "jupyterhub", "--port", "http"], 2, "--port needs a whole number"),
