@@ -4,6 +4,7 @@ PY = $(VENV)/bin/python
 PIP = $(VENV)/bin/pip
 PYTHON3 ?= python3
 PYTEST_ARGS ?=
+INSSERV_ROOT ?= .cache/insserv
 
 .PHONY: venv test test-unit test-floor lint run clean
 .DEFAULT_GOAL := help
@@ -25,8 +26,16 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 venv: $(VENV)/.installed
 
 # The whole suite, end-to-end JupyterHub tests included (they need jupyterhub and the proxy installed).
-test: venv jupyterhub-deps
-	$(PY) -m pytest -q -rs $(PYTEST_ARGS)  # -rs: CI runs as root and must show why anything skipped
+test: venv jupyterhub-deps $(INSSERV_ROOT)/sbin/insserv
+	SVCTL_INSSERV_ROOT=$(abspath $(INSSERV_ROOT)) $(PY) -m pytest -q -rs $(PYTEST_ARGS)  # -rs: CI runs as root and must show why anything skipped
+
+# insserv, for the test that shows `requires` ordering the rc links: unpacked from Debian's package
+# (apt-get download, dpkg -x) and used only inside the test's private mount namespace. Installed
+# system-wide it would change how update-rc.d numbers every script on this machine.
+$(INSSERV_ROOT)/sbin/insserv:
+	rm -rf $(INSSERV_ROOT) && mkdir -p $(INSSERV_ROOT)/deb
+	cd $(INSSERV_ROOT)/deb && apt-get -o APT::Sandbox::User=root download -q insserv >/dev/null
+	dpkg -x $(INSSERV_ROOT)/deb/insserv_*.deb $(INSSERV_ROOT)
 
 test-unit: venv
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
@@ -48,6 +57,6 @@ lint: venv
 run: run-hub
 
 clean:
-	rm -rf build .run .venv-floor .venv-peer .npm-prefix
+	rm -rf build .run .venv-floor .venv-peer .npm-prefix .cache
 
 -include mk/*.mk

@@ -22,7 +22,7 @@ deb-stage:
 	mkdir -p $(DEB_SRC)
 	tar -cf - --exclude=./build --exclude=./.git --exclude='./.venv*' --exclude='*.egg-info' \
 		--exclude=__pycache__ --exclude=.hypothesis --exclude=.pytest_cache --exclude=./tests/artifacts \
-		--exclude=node_modules --exclude=./.npm-prefix --exclude=./.run --exclude=./benchmarks/results . \
+		--exclude=node_modules --exclude=./.npm-prefix --exclude=./.cache --exclude=./.run --exclude=./benchmarks/results . \
 		| tar -xf - -C $(DEB_SRC)
 	mv $(DEB_SRC)/packaging/debian $(DEB_SRC)/debian
 

@@ -50,6 +50,8 @@ def render_initd(config: ServiceConfig, svctl_path: str, config_dir: str, run_di
         SOURCE=_one_line(config.path),
         SVCTL=shlex.quote(svctl_path),
         GLOBALS=globals_,
+        # insserv/update-rc.d order the rc links by these: a requirement starts before, stops after
+        REQUIRED="".join(f" {validate_name(needed)}" for needed in config.requires),
     )
     return File(f"{INITD_DIR}/{name}", text, 0o755)
 
@@ -71,8 +73,31 @@ def render_systemd_unit(config: ServiceConfig, svctl_path: str, config_dir: str,
         STOP=_one_line(config.stop_text),
         START_TIMEOUT=_seconds(start_timeout(config)),
         STOP_TIMEOUT=_seconds(stop_timeout(config)),
+        # Requires= + After=: starting this unit starts each requirement first (ready: Type=notify),
+        # stopping a requirement stops this unit first
+        REQUIRES=_requires_line(config),
+        AFTER="".join(f" {validate_name(needed)}.service" for needed in config.requires),
+        DIRECTIVES=_directives(config),
     )
     return File(f"{SYSTEMD_DIR}/{name}.service", text, 0o644)
+
+
+def _requires_line(config: ServiceConfig) -> str:
+    if not config.requires:
+        return ""
+    return "Requires=" + " ".join(f"{validate_name(needed)}.service" for needed in config.requires) + "\n"
+
+
+def _directives(config: ServiceConfig) -> str:
+    """The process settings as unit lines (settings.systemd_directives): svctl applies them to the
+    service itself; here they also bound svctl and show in `systemctl show`."""
+    from supervisor.settings import systemd_directives
+
+    lines = systemd_directives(config)
+    if not lines:
+        return ""
+    return "# The service file's process settings (svctl applies them to the service as well).\n" + "".join(
+        f"{_unit_escape(line)}\n" for line in lines)
 
 
 def stop_timeout(config: ServiceConfig) -> float | None:

@@ -329,6 +329,9 @@ def _next(layout, settings) -> None:
     if not isinstance(url, str):
         url = f"https://{'[' + settings.ip + ']' if ':' in settings.ip else settings.ip}:{settings.port}"
     global_flags = f"--config-dir {layout.config_dir} --run-dir {layout.run_dir} " if layout.prefix else ""
+    # the hub's service file requires the external proxy: starting the hub starts both
     starts = [f"service {name} start" if not layout.prefix and _boot_files(name) else
-              f"svctl {global_flags}start {name}" for name in _services(settings.external_proxy)]
+              f"svctl {global_flags}start {name}" for name in ["jupyterhub"]]
+    if settings.external_proxy:
+        starts[0] += " (starts jupyterhub-proxy first)"
     print(f"next: svctl {global_flags}check jupyterhub; {'; '.join(starts)}; then open {url}")

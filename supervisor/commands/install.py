@@ -51,6 +51,7 @@ def install(context, args: list[str]) -> int:
         return Exit.OK
     for file in files:
         _refuse_foreign(_under(root, file.name))
+    _check_requirements(service, context.config_dir, root, live, [file.name for file in files])
     for file in files:
         write_file(_under(root, file.name), file.text, file.mode)
         print(f"{name}: wrote {_under(root, file.name)}")
@@ -60,6 +61,27 @@ def install(context, args: list[str]) -> int:
         run_tool(["update-rc.d", name, "defaults"])
         print(f"{name}: registered with update-rc.d (starts in runlevels 2-5, stops in 0, 1, 6)")
     return Exit.OK
+
+
+def _check_requirements(service, config_dir: str, root: str, live: bool, targets: list[str]) -> None:
+    """Unknown requirements and cycles are exit 6. Each requirement's boot file must be there
+    first: insserv refuses a script whose Required-Start names one it does not know, and
+    systemd's Requires= on a missing unit fails the start. Live: an error; under --root: a note."""
+    if not service.requires:
+        return
+    from supervisor import depgraph
+
+    depgraph.requirements(service.name, config_dir)
+    for target in targets:
+        suffix = ".service" if target.endswith(".service") else ""
+        for needed in service.requires:
+            path = _under(root, os.path.join(os.path.dirname(target), needed + suffix))
+            if os.path.lexists(path):
+                continue
+            message = f"{service.name}: requires {needed}, whose boot file {path} is not installed"
+            if live:
+                raise SvctlError(f"{message}: run `svctl install {needed}` first")
+            print(f"{message} (yet): install it too")
 
 
 def uninstall(context, args: list[str]) -> int:

@@ -51,7 +51,38 @@ def start(context, args: list[str]) -> int:
     config, _ = load(context, args, "start")
     require_privilege(config, context.run_dir, "start")
     configuration.ensure_paths_exist(config)
+    code = start_requirements(config, context)
+    if code != Exit.OK:
+        return code
     return start_service(config, context.run_dir)
+
+
+def start_requirements(config: ServiceConfig, context) -> int:
+    """Start what CONFIG requires (recursively, requirements first), each until it is started
+    (ready, when it has `ready`). A requirement that fails stops the chain: its exit code."""
+    if not config.requires:
+        return Exit.OK
+    from supervisor import depgraph
+
+    order = depgraph.requirements(config.name, context.config_dir)[:-1]
+    for needed in order:
+        require_privilege(needed, context.run_dir, "start")
+        configuration.ensure_paths_exist(needed)
+    for needed in order:
+        if running_and_up(observe(needed, context.run_dir)):
+            continue
+        say(config, f"starting {needed.name} first (required)")
+        code = start_service(needed, context.run_dir)
+        if code != Exit.OK:
+            print(f"svctl: {config.name}: not started: its requirement {needed.name} failed to start "
+                  f"(exit {code})", file=sys.stderr)
+            return code
+    return Exit.OK
+
+
+def running_and_up(obs: Observation) -> bool:
+    """A verified supervisor whose service is running and meant to stay up."""
+    return obs.supervised and obs.machine.get("state") == "running" and obs.machine.get("goal") != "down"
 
 
 def start_service(config: ServiceConfig, run_dir: str) -> int:
@@ -128,6 +159,8 @@ def report_start_failure(config: ServiceConfig, message: str) -> int:
 
 # ---- talking to a running supervisor ----------------------------------------------------------
 
+STOPS = ("stop", "stop-all")  # stop-all: --stop-user-servers
+
 
 def ask(config: ServiceConfig, obs: Observation, command: str, timeout: float | None) -> int:
     """Send a control request to the verified supervisor; print and return its answer.
@@ -145,9 +178,9 @@ def ask(config: ServiceConfig, obs: Observation, command: str, timeout: float | 
             code, message = control.request(path, command, obs.supervisor.pid, timeout)
             break
         except (FileNotFoundError, ConnectionRefusedError, control.SupervisorGone) as exc:
-            if command == "stop" and (isinstance(exc, control.SupervisorGone) or not verify(obs.supervisor)):
+            if command in STOPS and (isinstance(exc, control.SupervisorGone) or not verify(obs.supervisor)):
                 wait_until_gone(obs.supervisor, deadline=time.monotonic() + 10)
-                return stop_service(config, os.path.dirname(obs.directory))
+                return stop_service(config, os.path.dirname(obs.directory), command)
             if time.monotonic() > deadline:
                 raise SvctlError(f"cannot reach the supervisor (pid {obs.supervisor.pid}) at {path}") from None
             time.sleep(0.02)  # the supervisor is still setting up its socket
@@ -173,14 +206,46 @@ def wait_until_gone(identity, deadline: float) -> None:
 def stop(context, args: list[str]) -> int:
     config, _ = load(context, args, "stop")
     require_privilege(config, context.run_dir, "stop")
-    return stop_service(config, context.run_dir)
+    command = "stop-all" if "--stop-user-servers" in args else "stop"
+    code, _ = stop_dependents(config, context, command)
+    if code != Exit.OK:
+        return code
+    return stop_service(config, context.run_dir, command)
 
 
-def stop_service(config: ServiceConfig, run_dir: str) -> int:
+def stop_dependents(config: ServiceConfig, context, command: str = "stop") -> tuple[int, list[ServiceConfig]]:
+    """Stop, dependents first, the running services that require CONFIG (directly or not).
+    Returns (exit code, the services stopped, in stop order); a dependent that does not stop
+    leaves CONFIG running (its exit code, with a line naming it)."""
+    from supervisor import depgraph
+
+    def warn(message: str) -> None:
+        print(f"svctl: {config.name}: warning: {message}", file=sys.stderr)
+
+    found = depgraph.dependents(config.name, context.config_dir, warn=warn)
+    among = {config.name} | {dependent.name for dependent in found}
+    stopped = []
+    for dependent in found:
+        if not is_running(observe(dependent, context.run_dir)):
+            continue
+        require_privilege(dependent, context.run_dir, "stop")
+        say(config, f"stopping {dependent.name} first (requires {depgraph.direct_requirement(dependent, among)})")
+        code = stop_service(dependent, context.run_dir, command)
+        if code != Exit.OK:
+            print(f"svctl: {config.name}: not stopped: {dependent.name}, which requires it, did not stop "
+                  f"(exit {code})", file=sys.stderr)
+            return code, stopped
+        stopped.append(dependent)
+    return Exit.OK, stopped
+
+
+def stop_service(config: ServiceConfig, run_dir: str, command: str = "stop") -> int:
+    """Stop CONFIG's service alone. COMMAND "stop-all" (--stop-user-servers) also stops what its
+    preset keeps on purpose; an orphaned service adopted here gets the plain stop schedule."""
     obs = observe(config, run_dir)
     total = config.stop.total_seconds
     if obs.supervised:  # "stopped" comes once the service is gone and the PID file removed
-        return ask(config, obs, "stop", timeout=None if total is None else total * 2 + 30)
+        return ask(config, obs, command, timeout=None if total is None else total * 2 + 30)
     if obs.orphaned:  # its supervisor was killed: adopt it here, run the stop schedule, done
         try:
             lock = SupervisorLock.acquire(rundir.service_dir(run_dir, config.name), config.pidfile)
@@ -193,7 +258,7 @@ def stop_service(config: ServiceConfig, run_dir: str) -> int:
         say(config, "stopped" if code == 0 else "stop failed")
         return Exit.OK if code == 0 else Exit.FAILED
     if starting_now(config, run_dir):  # a start holds the lock but has not published yet: wait, then stop it
-        return stop_service(config, run_dir)
+        return stop_service(config, run_dir, command)
     foreign = foreign_instance(config, obs)
     if foreign:  # never svctl's to signal, and its PID file is not stale: leave both alone
         raise SvctlError(f"{config.name}: not stopped: {foreign}")
@@ -248,13 +313,27 @@ def is_running(obs: Observation) -> bool:
 
 
 def restart(context, args: list[str]) -> int:
+    """Stop the running dependents, then the service; start what it requires, the service, and
+    then the dependents that were running (requirements first)."""
     config, _ = load(context, args, "restart")
     require_privilege(config, context.run_dir, "restart")
     configuration.ensure_paths_exist(config)
+    code, stopped = stop_dependents(config, context)
+    if code != Exit.OK:
+        return code
     code = stop_service(config, context.run_dir)
     if code != Exit.OK:
         return code  # never start a second copy next to one that refused to stop
-    return start_service(config, context.run_dir)
+    code = start_requirements(config, context)
+    if code == Exit.OK:
+        code = start_service(config, context.run_dir)
+    for dependent in reversed(stopped):
+        if code != Exit.OK:
+            print(f"svctl: {config.name}: {dependent.name} (requires it) left stopped", file=sys.stderr)
+            continue
+        say(config, f"starting {dependent.name} again (requires {config.name})")
+        code = start_service(dependent, context.run_dir)
+    return code
 
 
 def try_restart(context, args: list[str]) -> int:
@@ -285,7 +364,8 @@ def force_reload(context, args: list[str]) -> int:
     if is_running(observe(config, context.run_dir)):
         return reload(context, args)
     configuration.ensure_paths_exist(config)
-    return start_service(config, context.run_dir)
+    code = start_requirements(config, context)  # a start, like `svctl start`
+    return code if code != Exit.OK else start_service(config, context.run_dir)
 
 
 def reopen_logs(context, args: list[str]) -> int:
@@ -306,6 +386,7 @@ def run(context, args: list[str]) -> int:
     config, _ = load(context, args, "run")
     require_privilege(config, context.run_dir, "run")
     configuration.ensure_paths_exist(config)
+    wait_for_requirements(config, context)
     rundir.ensure(context.run_dir, config.name)
     try:
         lock = SupervisorLock.acquire(rundir.service_dir(context.run_dir, config.name), config.pidfile)
@@ -323,3 +404,26 @@ def run(context, args: list[str]) -> int:
     if code != Exit.OK:
         return report_start_failure(config, "stopped after a failure (see above)")
     return code
+
+
+def wait_for_requirements(config: ServiceConfig, context) -> None:
+    """`run` starts no requirement (under systemd, the unit's Requires=/After= do that), but does
+    not start without them: one that a supervisor is bringing up is waited for (its own start
+    budget plus 15 s); one that nobody is starting, or that does not come up, is exit 1."""
+    if not config.requires:
+        return
+    from supervisor import depgraph
+
+    for needed in depgraph.requirements(config.name, context.config_dir)[:-1]:
+        budget = (needed.ready_timeout if needed.ready else needed.start_seconds) + 15
+        deadline = time.monotonic() + budget
+        said = False
+        while not running_and_up(obs := observe(needed, context.run_dir)):
+            if not obs.supervised or obs.machine.get("goal") == "down" or time.monotonic() > deadline:
+                why = "is not running" if not obs.supervised else f"is {obs.machine.get('state', 'not running')}"
+                raise SvctlError(f"{config.name}: not started: it requires {needed.name}, which {why} "
+                                 f"(start it first, or use `svctl start {config.name}`)")
+            if not said:
+                say(config, f"waiting for {needed.name} (required) to be started")
+                said = True
+            time.sleep(0.05)

@@ -189,6 +189,8 @@ def _restart_servers(context, layout, external: bool) -> None:
         if not lifecycle.is_running(observe(service, run_dir)):
             print(f"{name}: {WHY[why][1]}")
             return
+        if why == "routes" and "jupyterhub-proxy" in service.requires:
+            return  # the proxy's restart restarted it after itself (requires = ["jupyterhub-proxy"])
         print(f"{name}: {WHY[why][0]}")
         code = lifecycle.restart(scope, [name])
         if code != Exit.OK:

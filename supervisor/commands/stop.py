@@ -1,7 +1,9 @@
 """``svctl stop NAME``, with a fast path for the common case: a verified supervisor is running.
 
 It reads only the supervisor's identity file and asks over the control socket, so it loads no
-TOML, no JSON and not the socket module: a stop is timed against start-stop-daemon. Everything
+TOML, no JSON and not the socket module: a stop is timed against start-stop-daemon. A service
+that another one might require (some other file in the config dir mentions `requires` and its
+name: a byte scan, no parsing) takes the general path, which stops the dependents first. Everything
 else (no supervisor, an orphaned service, stale PID files, non-root callers) goes through the
 general path in lifecycle.py.
 """
@@ -18,7 +20,14 @@ from supervisor.names import validate_name
 def stop(context, args: list[str]) -> int:
     if args and not args[0].startswith("-") and os.geteuid() == 0:
         name = validate_name(args[0])
-        answer = ask_running_supervisor(context.run_dir, name, "stop")
+        from supervisor.depgraph import mentions_requires
+
+        if mentions_requires(context.config_dir, name):  # maybe required: dependents stop first
+            from supervisor.commands.lifecycle import stop as stop_in_general
+
+            return stop_in_general(context, args)
+        command = "stop-all" if "--stop-user-servers" in args else "stop"
+        answer = ask_running_supervisor(context.run_dir, name, command)
         if answer is not None:
             code, message = answer
             if code == 0:

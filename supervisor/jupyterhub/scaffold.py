@@ -271,6 +271,8 @@ def render_service(layout: Layout, options: InitOptions) -> str:
         "# Through the proxy: 200 only; 404 (no hub route yet) and 503 (hub down) are not ready.",
         f"ready = {_toml(f'https://{url_host(options.ip)}:{options.port}/hub/health')}",
         "ready_timeout = 60",
+        "# Liveness, once running: the same URL every 30 s; 3 failures in a row restart the hub.",
+        f"health = {_toml(f'https://{url_host(options.ip)}:{options.port}/hub/health')}",
         f"watch = {_toml([layout.config_path])}",
         "# Side-effect free only with --no-db and an empty pid_file (it still may create the cookie secret).",
         f"check = {_toml([*hub, '--show-config', '--no-db', '--JupyterHub.pid_file='])}",
@@ -281,8 +283,11 @@ def render_service(layout: Layout, options: InitOptions) -> str:
         lines.append(f"events_file = {_toml(layout.events_file)}")
     lines.append('preset = "jupyterhub"')
     if options.external_proxy:
-        lines[2:2] = [f"# Zero-disruption mode: the proxy is the {PROXY_SERVICE} service (start it first); this",
-                      "# file holds the proxy's API token, so it is 0600."]
+        lines[2:2] = [f"# Zero-disruption mode: the proxy is the {PROXY_SERVICE} service; this file holds the",
+                      "# proxy's API token, so it is 0600."]
+        lines[5:5] = [f"# `svctl start {SERVICE}` starts {PROXY_SERVICE} first (the hub's readiness goes through",
+                      f"# it); `svctl stop {PROXY_SERVICE}` stops the hub first.",
+                      f"requires = {_toml([PROXY_SERVICE])}"]
     return "\n".join(lines) + "\n"
 
 

@@ -2,12 +2,13 @@
 is its own service, so a config reload restarts only the hub and a running user server answers
 every request made meanwhile.
 
-In an IPv4-less network namespace: init (dummy authenticator, external proxy) -> start
-jupyterhub-proxy, then jupyterhub -> start alice's server through the hub API (a service token
+In an IPv4-less network namespace: init (dummy authenticator, external proxy) -> one `svctl start
+jupyterhub`, which starts jupyterhub-proxy first (the hub's `requires`) -> start alice's server through the hub API (a service token
 appended to the config) -> a loop inside the namespace GETs https://[::1]:PORT/user/alice/api
 through the proxy while an edit of the watched config makes svctl restart the hub (reload_applied in
 the hub's events file) -> 0 failed requests, a new hub PID, the same proxy and user-server PIDs ->
-alice's server stopped through the API, both services stopped, nothing left in the namespace.
+alice's server stopped through the API, `svctl stop jupyterhub-proxy` stops the hub first, then the
+proxy, and nothing is left in the namespace.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def test_reload_keeps_user_servers_answering(netns, tmp_path):
                      "--ip", "::1", "--port", str(PORT), "--hub-port", str(HUB_PORT), "--api-port", str(API_PORT),
                      "--auth", "dummy", "--users", USER, "--proxy", "external")
     assert init.returncode == 0, init.stdout + init.stderr
-    assert "start jupyterhub-proxy" in init.stdout
+    assert "start jupyterhub (starts jupyterhub-proxy first)" in init.stdout
     for name in ("jupyterhub.toml", "jupyterhub-proxy.toml"):  # both hold the proxy's token
         assert os.stat(prefix / "etc/svctl" / name).st_mode & 0o077 == 0
     # A service token for the test: admin of alice's server, and allowed to use it.
@@ -88,10 +89,10 @@ def test_reload_keeps_user_servers_answering(netns, tmp_path):
         handle.write(f"\nc.JupyterHub.services = [{service!r}]\nc.JupyterHub.load_roles = [{role!r}]\n")
 
     started = time.monotonic()
-    proxy_start = netns.run(*cli, "start", "jupyterhub-proxy")
-    assert proxy_start.returncode == 0, proxy_start.stdout + proxy_start.stderr
-    hub_start = netns.run(*cli, "start", "jupyterhub")
+    hub_start = netns.run(*cli, "start", "jupyterhub")  # requires = ["jupyterhub-proxy"]: starts both
     assert hub_start.returncode == 0, hub_start.stdout + hub_start.stderr
+    assert hub_start.stdout.splitlines() == ["jupyterhub: starting jupyterhub-proxy first (required)",
+                                             "jupyterhub-proxy: started", "jupyterhub: started"], hub_start.stdout
     start_to_healthy = time.monotonic() - started
     assert netns.get(HEALTH) == 200
 
@@ -140,9 +141,10 @@ def test_reload_keeps_user_servers_answering(netns, tmp_path):
     stopped = netns.request("DELETE", f"{BASE}/hub/api/users/{USER}/server", TOKEN)
     assert stopped["status"] in (202, 204), stopped
     wait_for(lambda: not processes(netns.pids(), "jupyterhub-singleuser"), 30, f"{USER}'s server to stop")
-    for service in ("jupyterhub", "jupyterhub-proxy"):
-        stop = netns.run(*cli, "stop", service)
-        assert stop.returncode == 0, stop.stdout + stop.stderr
+    stop = netns.run(*cli, "stop", "jupyterhub-proxy")  # the hub requires it: the hub stops first
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    assert stop.stdout.splitlines() == ["jupyterhub-proxy: stopping jupyterhub first (requires jupyterhub-proxy)",
+                                        "jupyterhub: stopped", "jupyterhub-proxy: stopped"], stop.stdout
     left = netns.pids()
     assert processes(left, "jupyterhub") == [] and processes(left, "configurable-http-proxy") == [], left
     for service in ("jupyterhub", "jupyterhub-proxy"):
@@ -186,6 +188,8 @@ def test_init_external_proxy_files(tmp_path):
     hub, proxy = load("jupyterhub", str(etc)), load("jupyterhub-proxy", str(etc))
     assert hub.env["CONFIGPROXY_AUTH_TOKEN"] == proxy.env["CONFIGPROXY_AUTH_TOKEN"] == token
     assert hub.preset == "jupyterhub" and proxy.preset is None
+    assert hub.requires == ("jupyterhub-proxy",) and proxy.requires == ()  # `svctl start jupyterhub` starts both
+    assert hub.health == hub.ready == f"https://[::1]:{PORT}/hub/health" and proxy.health is None
     assert proxy.ready == f"tcp://[::1]:{API_PORT}" and proxy.pidfile == str(prefix / "run/jupyterhub-proxy.pid")
     assert os.path.basename(proxy.command[0]) == "configurable-http-proxy"
     command = " ".join(proxy.command)

@@ -174,3 +174,104 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path):
             pytest.skip(f"systemd-analyze cannot run here: {done.stderr.strip()}")
         assert done.returncode == 0, done.stderr
         assert NAME not in done.stderr, done.stderr  # no warning about our unit
+
+
+# --- requires: insserv orders the rc links (in the same kind of private namespace) ---
+
+INSSERV_PATHS = ("/usr/lib/insserv/insserv", "/sbin/insserv")
+# Run inside `unshare` like boot_scenario.py (whose privatize() it reuses): private /etc, /run,
+# /var/log; an insserv from an unpacked package (`dpkg -x insserv_*.deb DIR`) is put in a private
+# copy of /usr/sbin, so the host's update-rc.d keeps its own behaviour.
+REQUIRES_SCENARIO = r"""
+import json, os, shutil, subprocess, sys
+sys.path.insert(0, sys.argv[1])
+from boot_scenario import privatize, run, sh
+svctl, result_path, mounts, unpacked = sys.argv[2:6]
+privatize(mounts)
+if unpacked:
+    if not os.path.ismount("/usr/sbin"):
+        sh("cp", "-a", "/usr/sbin", f"{mounts}/sbin")
+        sh("mount", "--bind", f"{mounts}/sbin", "/usr/sbin")
+    shutil.copy2(f"{unpacked}/sbin/insserv", "/usr/sbin/insserv")
+    shutil.copy2(f"{unpacked}/etc/insserv.conf", "/etc/insserv.conf")
+os.makedirs("/etc/svctl", exist_ok=True)
+for name, requires in (("svctl-dep-a", []), ("svctl-dep-b", ["svctl-dep-a"])):
+    with open(f"/etc/svctl/{name}.toml", "w") as handle:
+        handle.write(f'command = ["/bin/sleep", "1000"]\nrequires = {json.dumps(requires)}\n')
+result = {"early_b": run([svctl, "install", "svctl-dep-b", "--no-systemd"])}
+result["installs"] = [run([svctl, "install", name, "--no-systemd"]) for name in ("svctl-dep-a", "svctl-dep-b")]
+links = {}
+for level in "0123456":
+    directory = f"/etc/rc{level}.d"
+    for entry in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        if entry[3:].startswith("svctl-dep-"):
+            links.setdefault(level, []).append(entry)
+result["links"] = links
+result["uninstall"] = [run([svctl, "uninstall", name]) for name in ("svctl-dep-b", "svctl-dep-a")]
+with open(result_path, "w") as handle:
+    json.dump(result, handle, indent=1)
+"""
+
+
+def insserv_source() -> str | None:
+    """'' when the system has insserv, the unpacked package's directory from SVCTL_INSSERV_ROOT, or None."""
+    if any(os.access(path, os.X_OK) for path in INSSERV_PATHS) and os.path.exists("/etc/insserv.conf"):
+        return ""
+    unpacked = os.environ.get("SVCTL_INSSERV_ROOT", "")
+    if unpacked and os.access(f"{unpacked}/sbin/insserv", os.X_OK):
+        return unpacked
+    return None
+
+
+def test_insserv_orders_a_dependent_after_its_requirement(tmp_path):
+    """B requires A: update-rc.d (through insserv) gives B a later S number than A in rc2-5, and
+    an earlier K number in rc0, rc1, rc6; B before A is refused while A is not installed."""
+    skip_without_boot_tools(("update-rc.d", "unshare"))
+    unpacked = insserv_source()
+    if unpacked is None:
+        pytest.skip("insserv not installed (Debian: insserv; or SVCTL_INSSERV_ROOT=DIR with `dpkg -x "
+                    "insserv_*.deb DIR`): plain update-rc.d gives every script S01/K01, no order")
+    result_path = tmp_path / "result.json"
+    command = ["unshare", "--mount", "--pid", "--fork", "--mount-proc", "--propagation", "private",
+               "bash", "-c", '"$@"; exit $?', "scenario", sys.executable, "-c", REQUIRES_SCENARIO,
+               str(HERE), str(svctl_command()), str(result_path), str(tmp_path / "mnt"), unpacked]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, start_new_session=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(result_path.read_text())
+    early = result["early_b"]
+    assert early["code"] == 1 and "svctl install svctl-dep-a` first" in early["stderr"], explain([early])
+    assert codes(result["installs"]) == [0, 0], explain(result["installs"])
+    links = result["links"]
+    for level in "2345":
+        a, b = sorted(links[level], key=lambda entry: entry[3:])
+        assert a.startswith("S") and b.startswith("S") and a[1:3] < b[1:3], links
+    for level in "016":
+        a, b = sorted(links[level], key=lambda entry: entry[3:])
+        assert a.startswith("K") and b.startswith("K") and b[1:3] < a[1:3], links
+    assert codes(result["uninstall"]) == [0, 0], explain(result["uninstall"])
+
+
+def test_systemd_analyze_verify_accepts_requires_and_process_settings(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if not analyze:
+        pytest.skip("systemd-analyze not installed (Debian: systemd)")
+    svctl = svctl_command()
+    configs = {
+        "svctl-dep-a": b'command = ["/bin/sleep", "1000"]\n',
+        "svctl-dep-b": (b'command = ["/bin/sleep", "1000"]\nrequires = ["svctl-dep-a"]\numask = "0027"\n'
+                        b'nice = 5\ngroups = ["root"]\nlimits = { nofile = [1024, 4096], core = "infinity" }\n'),
+    }
+    for name, text in configs.items():
+        unit = boot.render_systemd_unit(parse(name, f"/etc/svctl/{name}.toml", text), str(svctl), "/etc/svctl",
+                                        "/run/svctl")
+        (tmp_path / f"{name}.service").write_text(unit.text)
+    text = (tmp_path / "svctl-dep-b.service").read_text()
+    assert "\nRequires=svctl-dep-a.service\n" in text and " svctl-dep-a.service\n" in text
+    assert "\nUMask=0027\nNice=5\nSupplementaryGroups=root\nLimitCORE=infinity\nLimitNOFILE=1024:4096\n" in text
+    done = subprocess.run([analyze, "verify", "--man=no", str(tmp_path / "svctl-dep-b.service")],
+                          capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
+                          env=dict(os.environ, SYSTEMD_UNIT_PATH=f"{tmp_path}:"))
+    if done.returncode != 0 and "Failed to initialize manager" in done.stderr:
+        pytest.skip(f"systemd-analyze cannot run here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    assert "svctl-dep" not in done.stderr, done.stderr

@@ -126,7 +126,7 @@ class TestBootFiles:
         lines = rerun["stdout"].splitlines()
         assert ("boot files: /etc/init.d/jupyterhub-proxy, /etc/init.d/jupyterhub (installed before; --no-boot "
                 "leaves them)") in lines
-        assert lines[-1] == ("next: svctl check jupyterhub; service jupyterhub-proxy start; service jupyterhub start; "
+        assert lines[-1] == ("next: svctl check jupyterhub; service jupyterhub start (starts jupyterhub-proxy first); "
                              "then open https://[::1]:9443")
 
     def test_external_proxy_registers_both_services(self, scenario):
@@ -135,8 +135,8 @@ class TestBootFiles:
         for name in ("jupyterhub-proxy", "jupyterhub"):
             assert f"{name}: wrote /etc/init.d/{name}" in external["stdout"]
             assert scenario["external_status"][name]["code"] == 3, shown(scenario["external_status"][name])
-        assert external["stdout"].splitlines()[-1] == ("next: svctl check jupyterhub; service jupyterhub-proxy start; "
-                                                       "service jupyterhub start; then open https://[::1]:9443")
+        assert external["stdout"].splitlines()[-1] == ("next: svctl check jupyterhub; service jupyterhub start "
+                                                       "(starts jupyterhub-proxy first); then open https://[::1]:9443")
 
 
 def test_not_root_is_exit_4_with_a_reason(sandbox):
@@ -360,7 +360,7 @@ class TestInEffect:
         for extra in ((), ("--force",)):
             result = init(*extra)
             assert result.returncode == 0, result.stderr
-            assert " start jupyterhub-proxy; " in result.stdout.splitlines()[-1], result.stdout
+            assert " start jupyterhub (starts jupyterhub-proxy first); " in result.stdout.splitlines()[-1], result.stdout
             assert (prefix / "etc/svctl/jupyterhub-proxy.toml").exists()
         from supervisor.commands.init import config_is_external
 

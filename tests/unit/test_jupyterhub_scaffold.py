@@ -78,6 +78,7 @@ class TestInit:
         assert config.log_file == str(prefix / "var/log/jupyterhub.log")
         assert config.working_directory == str(prefix / "srv/jupyterhub")
         assert config.ready.endswith("/hub/health") and config.ready.startswith("https://[::1]:")
+        assert config.health == config.ready and config.requires == ()  # liveness; the hub starts its own proxy
         assert config.watch == (str(prefix / "etc/jupyterhub/jupyterhub_config.py"),)
         assert "--show-config" in config.check and "--JupyterHub.pid_file=" in config.check
         assert os.path.isabs(config.command[0]) and config.preset == "jupyterhub"

@@ -1,0 +1,209 @@
+"""`requires = [...]`: start brings requirements up first (each ready before the next), stop takes
+dependents down first, restart restarts running dependents after, run waits for requirements;
+unknown names and cycles are exit 6. Real supervisors and services, short stop schedules."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from tests.conftest import PYTHON, SERVICE, alive, free_port, needs_root, poll_until
+
+pytestmark = needs_root()
+
+# B's command: exit 1 at once unless A's port answers (so B "started" proves A was ready first),
+# else record when it started and stay up.
+CHECKER = """\
+import socket, sys, time
+port, marker = int(sys.argv[1]), sys.argv[2]
+try:
+    socket.create_connection(("::1", port), timeout=1).close()
+except OSError:
+    print("requirement not listening", flush=True)
+    sys.exit(1)
+with open(marker, "a") as handle:
+    handle.write(f"{time.time()}\\n")
+while True:
+    time.sleep(1)
+"""
+
+
+def setup_pair(sandbox, delay: float = 0.6, **b_keys):
+    """A: listens on a port only after DELAY (ready = tcp://); B requires A and checks A's port."""
+    port = free_port()
+    checker = sandbox.base / "checker.py"
+    checker.write_text(CHECKER)
+    marker = sandbox.base / "b-started"
+    sandbox.service("a", command=[PYTHON, SERVICE, "--delay", str(delay), "--listen", str(port)],
+                    ready=f"tcp://[::1]:{port}", ready_timeout=10)
+    sandbox.service("b", command=[PYTHON, str(checker), str(port), str(marker)], requires=["a"],
+                    restart="never", **b_keys)
+    return port, marker
+
+
+def running(sandbox, name):
+    return alive(sandbox.service_pid(name)) and sandbox.state(name).get("machine", {}).get("state") == "running"
+
+
+def test_start_brings_up_the_requirement_first_and_waits_until_it_is_ready(sandbox):
+    port, marker = setup_pair(sandbox)
+    before = time.time()
+    result = sandbox.cli("start", "b")
+    assert result.returncode == 0, result.stderr
+    assert "b: starting a first (required)" in result.stdout
+    assert running(sandbox, "a") and running(sandbox, "b")
+    started = float(marker.read_text().split()[0])
+    assert started - before >= 0.6  # B ran only once A listened (after its delay)
+    # a second start: A already runs, nothing is said about it
+    again = sandbox.cli("start", "b")
+    assert again.returncode == 0 and "first" not in again.stdout
+    assert sandbox.cli("stop", "a").returncode == 0
+
+
+def test_stop_of_a_requirement_stops_its_dependents_first(sandbox):
+    setup_pair(sandbox, delay=0.1)
+    assert sandbox.cli("start", "b").returncode == 0
+    a_pid, b_pid = sandbox.service_pid("a"), sandbox.service_pid("b")
+    result = sandbox.cli("stop", "a")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "a: stopping b first (requires a)"
+    assert lines.index("b: stopped") < lines.index("a: stopped")
+    assert not alive(a_pid) and not alive(b_pid)
+
+
+def test_stop_user_servers_reaches_the_dependents_too(sandbox):
+    """--stop-user-servers sends stop-all (to the dependents as well); any supervisor stops."""
+    setup_pair(sandbox, delay=0.1)
+    assert sandbox.cli("start", "b").returncode == 0
+    fast = sandbox.cli("stop", "b", "--stop-user-servers")  # nobody requires b: the fast path
+    assert fast.returncode == 0 and fast.stdout == "b: stopped\n", fast.stdout + fast.stderr
+    assert sandbox.cli("start", "b").returncode == 0
+    result = sandbox.cli("stop", "a", "--stop-user-servers")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == ["a: stopping b first (requires a)", "b: stopped", "a: stopped"]
+    assert not running(sandbox, "a") and not running(sandbox, "b")
+
+
+def test_stop_of_a_dependent_leaves_its_requirement_running(sandbox):
+    setup_pair(sandbox, delay=0.1)
+    assert sandbox.cli("start", "b").returncode == 0
+    result = sandbox.cli("stop", "b")
+    assert result.returncode == 0 and "first" not in result.stdout
+    assert running(sandbox, "a") and not running(sandbox, "b")
+    assert sandbox.cli("stop", "a").returncode == 0
+
+
+def test_restart_of_a_requirement_restarts_the_running_dependent_after_it(sandbox):
+    port, marker = setup_pair(sandbox, delay=0.3)
+    assert sandbox.cli("start", "b").returncode == 0
+    a_pid, b_pid = sandbox.service_pid("a"), sandbox.service_pid("b")
+    result = sandbox.cli("restart", "a")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "a: stopping b first (requires a)"
+    assert lines[-1] == "b: started" and "a: starting b again (requires a)" in lines
+    assert not alive(a_pid) and not alive(b_pid)
+    assert running(sandbox, "a") and running(sandbox, "b")
+    assert len(marker.read_text().split()) == 2  # B's checker passed again: A was ready first
+    assert sandbox.cli("stop", "a").returncode == 0
+
+
+def test_try_restart_of_a_stopped_requirement_does_nothing(sandbox):
+    setup_pair(sandbox, delay=0.1)
+    result = sandbox.cli("try-restart", "a")
+    assert result.returncode == 0 and "nothing to restart" in result.stdout
+    assert not running(sandbox, "b")
+
+
+def test_force_reload_of_a_stopped_dependent_starts_its_requirement(sandbox):
+    setup_pair(sandbox, delay=0.1)
+    result = sandbox.cli("force-reload", "b")
+    assert result.returncode == 0, result.stderr
+    assert "b: starting a first (required)" in result.stdout
+    assert running(sandbox, "a") and running(sandbox, "b")
+    assert sandbox.cli("stop", "a").returncode == 0
+
+
+def test_a_requirement_that_fails_to_start_keeps_the_dependent_down(sandbox):
+    setup_pair(sandbox)
+    sandbox.service("a", command=[PYTHON, SERVICE, "--exit", "3"], restart="never")
+    result = sandbox.cli("start", "b")
+    assert result.returncode == 1
+    assert "b: not started: its requirement a failed to start (exit 1)" in result.stderr
+    assert not (sandbox.base / "b-started").exists()
+    assert not running(sandbox, "b")
+    assert sandbox.state("b") == {}  # B's supervisor never ran
+
+
+def test_a_cycle_is_refused_naming_it(sandbox):
+    sandbox.service("a", requires=["c"])
+    sandbox.service("b", requires=["a"])
+    sandbox.service("c", requires=["b"])
+    result = sandbox.cli("start", "b")
+    assert result.returncode == 6
+    assert "a dependency cycle: a -> c -> b -> a" in result.stderr
+    assert str(sandbox.etc / "a.toml") in result.stderr
+    assert not any(sandbox.state(name) for name in "abc")
+
+
+def test_an_unknown_requirement_is_refused(sandbox):
+    sandbox.service("b", requires=["nosuch"])
+    result = sandbox.cli("start", "b")
+    assert result.returncode == 6
+    assert f"{sandbox.etc / 'b.toml'}: requires: unknown service 'nosuch'" in result.stderr
+    assert sandbox.state("b") == {}
+
+
+def test_requirements_are_transitive_in_order(sandbox):
+    marker = sandbox.base / "order"
+    for name, requires in (("c", []), ("b", ["c"]), ("a", ["b"])):
+        sandbox.service(name, command=[PYTHON, SERVICE, "--marker", str(marker) + name], requires=requires)
+    result = sandbox.cli("start", "a")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[:4] == ["a: starting c first (required)", "c: started",
+                                              "a: starting b first (required)", "b: started"]
+    stop = sandbox.cli("stop", "c")
+    assert stop.returncode == 0, stop.stderr
+    assert stop.stdout.splitlines()[0] == "c: stopping a first (requires b)"
+    assert stop.stdout.splitlines()[2] == "c: stopping b first (requires c)"
+    assert not any(running(sandbox, name) for name in "abc")
+
+
+def test_run_waits_for_nothing_it_cannot_get(sandbox):
+    """`svctl run` starts no requirement: one nobody is starting is exit 1 at once, naming it."""
+    setup_pair(sandbox, delay=0.1)
+    began = time.monotonic()
+    result = sandbox.cli("run", "b")
+    assert result.returncode == 1
+    assert "b: not started: it requires a, which is not running" in result.stderr
+    assert time.monotonic() - began < 5
+    assert sandbox.state("b") == {}
+
+
+def test_run_waits_for_a_requirement_that_is_starting(sandbox):
+    import subprocess
+
+    setup_pair(sandbox, delay=1.5)
+    prefix = ["--config-dir", str(sandbox.etc), "--run-dir", str(sandbox.run / "svctl")]
+    starter = subprocess.Popen([PYTHON, "-m", "supervisor", *prefix, "start", "a"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runner = None
+    try:
+        poll_until(lambda: sandbox.state("a").get("supervisor"), what="a's supervisor")
+        runner = subprocess.Popen([PYTHON, "-m", "supervisor", *prefix, "run", "b"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        poll_until(lambda: running(sandbox, "b"), timeout=15, what="b running under run")
+        assert running(sandbox, "a")
+        assert starter.wait(10) == 0
+        runner.terminate()
+        out, err = runner.communicate(timeout=10)
+        assert "b: waiting for a (required) to be started" in out, (out, err)
+    finally:
+        for process in (starter, runner):
+            if process and process.poll() is None:
+                process.kill()
+                process.wait()
+        sandbox.cli("stop", "a")
