@@ -284,7 +284,9 @@ def _reload(value: str, fail) -> tuple[str, int | None]:
 
 def ensure_paths_exist(config: ServiceConfig) -> None:
     """Checks done before anything is forked: program installed (5), working directory present (6),
-    and, for a root service, programs nobody else could have changed (6)."""
+    for a root service, programs nobody else could have changed (6); the environment file readable,
+    trusted and valid, and the process settings applicable (6): a start refused here is one line
+    before detaching, instead of a crash loop in the background."""
     program = config.command[0]
     if not os.path.isfile(program) or not os.access(program, os.X_OK):
         raise SvctlError(f"{config.path}: command: {program} is not installed (not an executable file)",
@@ -292,6 +294,13 @@ def ensure_paths_exist(config: ServiceConfig) -> None:
     if not os.path.isdir(config.working_directory):
         raise ConfigError(f"{config.path}: working_directory: {config.working_directory} does not exist")
     ensure_programs_trusted(config)
+    from supervisor.unix import envfile, spawn
+
+    try:
+        from_file = envfile.read(config)
+    except envfile.EnvFileUnusable as exc:
+        raise ConfigError(f"{config.path}: {exc}") from None
+    spawn.user_environment(config, from_file)  # groups, limits, nice: SvctlError (6) naming the key
 
 
 def runs_as_root(config: ServiceConfig) -> bool:

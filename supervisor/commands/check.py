@@ -6,6 +6,10 @@ not load (the one-line ConfigError); 4 (LSB "insufficient privilege") when there
 some findings could not be checked by this caller (a non-root user: the key is 0600, the state
 directory 0750, the check command runs as root): those print as "not checked as USER: ...", never
 as "missing", and the summary line says how many.
+
+The environment file is read as a start would read it (its variables are shown by name only), and
+the process settings (umask, nice, groups, limits) are shown, and under --json as "process"; what
+this supervisor could not apply (a hard limit above its own without CAP_SYS_RESOURCE) is an error.
 """
 
 from __future__ import annotations
@@ -44,6 +48,52 @@ def _check_command_finding(config):
                    f"fix the config; the full command is: {' '.join(config.check)}")
 
 
+def _environment_file_finding(config):
+    """The environment file read as a start would read it: trusted, readable, every line valid.
+    Only the names of its variables are shown: the values may be secrets."""
+    from supervisor.jupyterhub.doctor import ERROR, INFO, UNCHECKED, Finding
+    from supervisor.unix import envfile
+
+    try:
+        variables = envfile.read(config)
+    except envfile.EnvFileUnusable as exc:
+        if os.geteuid() != 0 and "Permission denied" in str(exc):
+            from supervisor.jupyterhub.probe_files import caller_name
+
+            return Finding(UNCHECKED, "environment-file-unchecked", f"not checked as {caller_name()}: {exc}",
+                           "run svctl check as root")
+        return Finding(ERROR, "environment-file-invalid", str(exc),
+                       "KEY=value lines, values unquoted, '...' or \"...\" "
+                       "(see environment_file in etc/example.toml)")
+    names = ", ".join(variables) if len(variables) <= 20 else ", ".join(list(variables)[:20]) + ", ..."
+    count = len(variables)
+    return Finding(INFO, "environment-file", f"environment_file {config.environment_file}: {count} "
+                   f"variable{'s' if count != 1 else ''}" + (f" ({names})" if names else "")
+                   + ("; `environment` overrides it" if config.environment else ""))
+
+
+def _process_settings_finding(config, shown: dict):
+    """What the service's process gets beyond its user, and whether this supervisor can apply it."""
+    from supervisor.jupyterhub.doctor import ERROR, INFO, Finding
+    from supervisor.unix import spawn
+
+    parts = []
+    if "umask" in shown:
+        parts.append(f"umask {shown['umask']}")
+    if "nice" in shown:
+        parts.append(f"nice {shown['nice']}")
+    if "groups" in shown:
+        parts.append(f"groups {','.join(shown['groups'])} (besides the user's own)")
+    for name, (soft, hard) in shown.get("limits", {}).items():
+        parts.append(f"limit {name} {soft}" if soft == hard else f"limit {name} {soft}:{hard}")
+    if os.geteuid() == 0:  # as another caller, "needs root" would be about the wrong process
+        try:
+            spawn.user_environment(config, {})
+        except SvctlError as exc:
+            return Finding(ERROR, "process-settings-invalid", str(exc), "change the value in " + config.path)
+    return Finding(INFO, "process-settings", "process settings: " + "; ".join(parts))
+
+
 def _load(name: str, config_dir: str):
     """The service definition; one that this non-root caller may not read is exit 4, not "invalid"."""
     from supervisor.config import load, service_path
@@ -73,8 +123,18 @@ def check(context, args: list[str]) -> int:
     options = options_for(context, "check", args)
     as_json = options.flag("--json")
     config = _load(validate_name(options.name), context.config_dir)
+    from supervisor.depgraph import requirements
+
+    requirements(config.name, context.config_dir)  # unknown requirements and cycles: exit 6, naming them
     ensure_programs_trusted(config)  # the check runs check[0] as root: same rule as a start
     findings = [_check_command_finding(config)]
+    if config.environment_file:
+        findings.append(_environment_file_finding(config))
+    from supervisor.unix.spawn import process_settings
+
+    process = process_settings(config)
+    if process:
+        findings.append(_process_settings_finding(config, process))
     if config.preset == "jupyterhub":
         from supervisor.jupyterhub.probe import run_doctor
 
@@ -86,7 +146,8 @@ def check(context, args: list[str]) -> int:
     not_checked = sum(finding.severity == UNCHECKED for finding in findings)
     if as_json:
         json.dump({"service": config.name, "file": config.path, "ok": errors == 0, "unchecked": not_checked,
-                   "findings": [finding.__dict__ for finding in findings]}, sys.stdout, indent=2)
+                   "process": process, "findings": [finding.__dict__ for finding in findings]},
+                  sys.stdout, indent=2)
         print()
     else:
         for finding in findings:
