@@ -32,6 +32,9 @@ class Adopt:
 @dataclass(frozen=True)
 class Stop:
     token: Any = None
+    # processes the service left outside its group are still there (the runtime looked): a stop of
+    # a service that has already exited (backoff, gave up) still gives them the stop schedule
+    leftovers: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,18 @@ class CheckDone:
     summary: str
 
 
-Event = Start | Adopt | Stop | Reload | Spawned | SpawnFailed | Exited | GroupGone | Ready | Timer | CheckDone
+@dataclass(frozen=True)
+class HealthResult:
+    """A liveness probe's answer. PROBE: the number StartHealthProbe gave it (a late answer of an
+    earlier probe is ignored)."""
+
+    ok: bool
+    reason: str = ""  # why it failed: "HTTP 503", "connection refused", "timed out"
+    probe: int = 0
+
+
+Event = (Start | Adopt | Stop | Reload | Spawned | SpawnFailed | Exited | GroupGone | Ready | Timer | CheckDone
+         | HealthResult)
 
 # ---- effects --------------------------------------------------------------------------------
 
@@ -115,6 +129,20 @@ class StartProbe:
 @dataclass(frozen=True)
 class StopProbe:
     pass
+
+
+@dataclass(frozen=True)
+class StartHealthProbe:
+    """Probe the health URL once, off the loop: post HealthResult(ok, reason, probe), giving up
+    after TIMEOUT seconds (the machine's own deadline counts a late answer as a failure anyway)."""
+
+    probe: int
+    timeout: float
+
+
+@dataclass(frozen=True)
+class StopHealthProbe:
+    """Cancel the probe in flight: its answer, if any, is never posted."""
 
 
 @dataclass(frozen=True)
@@ -162,5 +190,5 @@ class ExitSupervisor:
     code: int
 
 
-Effect = (Spawn | Signal | ArmTimer | CancelTimer | StartProbe | StopProbe | RunCheck | AwaitGroup | Reply
-          | Notify | Log | SaveGood | RestoreGood | ExitSupervisor)
+Effect = (Spawn | Signal | ArmTimer | CancelTimer | StartProbe | StopProbe | StartHealthProbe | StopHealthProbe
+          | RunCheck | AwaitGroup | Reply | Notify | Log | SaveGood | RestoreGood | ExitSupervisor)

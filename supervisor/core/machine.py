@@ -2,34 +2,24 @@
 
 ``Machine.handle(event, now)`` updates the state and returns the effects the runtime must perform;
 it never performs them. ``now`` is monotonic seconds. Every (state, event) pair is either listed in
-TRANSITIONS or raises IllegalTransition, like s6-supervise's total action table.
+TRANSITIONS or raises IllegalTransition, like s6-supervise's total action table. The reload
+handlers (reloads.py) and liveness (liveness.py) are mixins of Machine, each in its own module.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 from collections.abc import Callable
 
 from supervisor.core import events as ev
 from supervisor.core.backoff import BackoffPolicy, FailureHistory, GiveUp, decide
+from supervisor.core.liveness import HealthPolicy, Liveness, LivenessHandlers
+from supervisor.core.reloads import ReloadHandlers
 from supervisor.core.schedule import Schedule, Send, format_schedule
-from supervisor.core.signals import signal_name
+from supervisor.core.states import IllegalTransition, State
 
-
-class State(StrEnum):
-    STOPPED = "stopped"
-    STARTING = "starting"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    BACKOFF = "backoff"
-    EXITED = "exited"
-    GAVE_UP = "gave-up"
-
-
-class IllegalTransition(Exception):
-    pass
+__all__ = ["IllegalTransition", "Machine", "Policy", "State", "StopRun", "TRANSITIONS"]
 
 
 @dataclass(frozen=True)
@@ -41,18 +31,19 @@ class Policy:
     reload_signal: int | None = None  # None: reload = validated graceful restart
     has_check: bool = False
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    health: HealthPolicy | None = None  # None: no liveness probe
 
 
 @dataclass
 class StopRun:
-    purpose: str  # exit | reload | failed_start | after_exit
+    purpose: str  # exit | reload | failed_start | after_exit | health
     index: int = 0
     group: bool = False  # the main process is gone: signal what is left of its group
     exhausted: bool = False
     pending: Any = None  # the failure reason or Exited event to resume with
 
 
-class Machine:
+class Machine(ReloadHandlers, LivenessHandlers):
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.state = State.STOPPED
@@ -75,6 +66,7 @@ class Machine:
         self.checking = False
         self.check_again = False
         self.reload_queued = False
+        self.liveness = Liveness(policy.health) if policy.health is not None else None
         self._out: list = []
 
     # ---- entry point ------------------------------------------------------------------------
@@ -120,6 +112,7 @@ class Machine:
         self.state, self.pid, self.attempt = State.RUNNING, event.pid, "adopted"
         self.started_at = now if event.started_at is None else min(event.started_at, now)  # its real start
         self.ready_at = now
+        self.watch_health(now)
         self.emit(ev.Log("adopted", {"pid": event.pid}), ev.Notify("READY=1"))
         self.emit(ev.Reply(event.token, 0, f"adopted the running service (pid {event.pid})"))
 
@@ -147,6 +140,7 @@ class Machine:
         self.emit(ev.StopProbe(), ev.CancelTimer("ready"), ev.CancelTimer("started"))
         self.emit(ev.Log("ready" if isinstance(event, ev.Ready) else "running", {"pid": self.pid}))
         self.emit(ev.Notify("READY=1"))
+        self.watch_health(now)
         self.reply("start", 0, "started")
         if self.attempt in ("initial", "reload"):
             self.degraded_at = None
@@ -194,6 +188,7 @@ class Machine:
         self.pid = None
         self.last_exit, self.last_exit_at = event.reason, now
         self.emit(ev.Log("exited", {"pid": event.pid, "status": event.reason, "clean": event.clean}))
+        self.unwatch_health()
         if self.state is State.STARTING:
             self.emit(ev.StopProbe(), ev.CancelTimer("ready"), ev.CancelTimer("started"))
             if event.group_alive:
@@ -216,15 +211,17 @@ class Machine:
     def after_failure(self, now: float, ran: bool = True) -> None:
         decision = decide(self.policy.backoff, self.history, self.started_at or now, now, ran)
         if isinstance(decision, GiveUp):
-            self.state, self.gave_up_reason, self.next_retry_at = State.GAVE_UP, decision.reason, decision.retry_at
-            self.emit(ev.ArmTimer("retry", decision.retry_at),
-                      ev.Log("gave_up", {"reason": decision.reason, "retry_at": decision.retry_at}))
+            self.give_up(decision.reason, decision.retry_at)
         elif decision.delay == 0:
             self.spawn("restart", now)
         else:
             self.state, self.next_retry_at = State.BACKOFF, decision.at
             self.emit(ev.ArmTimer("restart", decision.at), ev.Log("backoff", {"delay": decision.delay}))
         self.reply("reload", 1, f"the service failed: {self.last_exit}")
+
+    def give_up(self, reason: str, retry_at: float) -> None:
+        self.state, self.gave_up_reason, self.next_retry_at = State.GAVE_UP, reason, retry_at
+        self.emit(ev.ArmTimer("retry", retry_at), ev.Log("gave_up", {"reason": reason, "retry_at": retry_at}))
 
     def on_retry_timer(self, event: ev.Timer, now: float) -> None:
         if event.name in ("restart", "retry"):
@@ -248,9 +245,12 @@ class Machine:
                 self.begin_stop("exit", now, group=self.stop_run.group)
             return
         self.emit(ev.CancelTimer("restart"), ev.CancelTimer("retry"))
+        if event.leftovers:  # the service is gone, what it left is not: the schedule, group-wide
+            return self.begin_stop("exit", now, group=True)
         self.finish_stop(now)
 
     def begin_stop(self, purpose: str, now: float, pending: Any = None, group: bool = False) -> None:
+        self.unwatch_health()
         if self.state is not State.STOPPING and purpose == "exit":
             self.emit(ev.Notify("STOPPING=1"))
         self.state = State.STOPPING
@@ -273,6 +273,11 @@ class Machine:
             if following is None:
                 return self.stop_exhausted(now)
             run.index = following
+
+    def on_running_timer(self, event: ev.Timer, now: float) -> None:
+        if event.name == "health":
+            return self.on_health_timer(now)
+        self.on_stop_timer(event, now)  # a stop whose schedule ran out may be retried
 
     def on_stop_timer(self, event: ev.Timer, now: float) -> None:
         if event.name != "stop" or self.stop_run is None or self.stop_run.exhausted:
@@ -332,61 +337,10 @@ class Machine:
             self.spawn("reload", now)
         elif purpose == "failed_start":
             self.start_failed(run.pending, now)
+        elif purpose == "health":
+            self.after_health_stop(run.pending, now)
         else:
             self.after_exit(run.pending, now)
-
-    # ---- reload -----------------------------------------------------------------------------
-
-    def on_reload(self, event: ev.Reload, now: float) -> None:
-        if event.unchanged and self.policy.reload_signal is None and not self.checking:
-            # a restart would only cost an outage: the service already runs on these bytes (a
-            # logrotate postrotate reload, or a rejected edit put back as it was)
-            self.rejected = None
-            self.emit(ev.Log("reload_unchanged", {"source": event.source}))
-            return self.emit(ev.Reply(event.token, 0, "unchanged: the service already runs this config"))
-        self.wait_for("reload", event.token)
-        self.emit(ev.Log("reload_requested", {"source": event.source}))
-        if self.checking:
-            self.check_again = True
-        elif self.policy.has_check:
-            self.checking = True
-            self.emit(ev.RunCheck())
-        else:
-            self.apply_reload(now)
-
-    def on_reload_later(self, event: ev.Reload, now: float) -> None:
-        self.wait_for("reload", event.token)
-        self.reload_queued = True
-
-    def on_reload_not_running(self, event: ev.Reload, now: float) -> None:
-        self.emit(ev.Reply(event.token, 7, f"not running ({self.state.value})"),
-                  ev.Log("reload_ignored", {"source": event.source, "state": self.state.value}))
-
-    def on_check_done(self, event: ev.CheckDone, now: float) -> None:
-        self.checking = False
-        if self.check_again:  # the files changed again while we checked: the newest content decides
-            self.check_again = False
-            self.checking = True
-            return self.emit(ev.RunCheck())
-        if not event.ok:
-            self.rejected = (event.summary, now)
-            self.emit(ev.Log("reload_refused", {"reason": event.summary}))
-            return self.reply("reload", 6, f"config rejected: {event.summary}")
-        self.rejected = None
-        if self.state is State.RUNNING and self.pid is not None:
-            return self.apply_reload(now)
-        if self.state is State.STARTING:
-            self.reload_queued = True
-        else:
-            self.reply("reload", 7, f"not running ({self.state.value})")
-
-    def apply_reload(self, now: float) -> None:
-        if self.policy.reload_signal is not None:
-            self.emit(ev.Signal(self.policy.reload_signal), ev.SaveGood())
-            self.emit(ev.Log("reload_applied", {"signal": signal_name(self.policy.reload_signal)}))
-            return self.reply("reload", 0, f"reloaded (sent {signal_name(self.policy.reload_signal)})")
-        self.emit(ev.Notify("RELOADING=1"))
-        self.begin_stop("reload", now)
 
     def ignore(self, event: ev.Event, now: float) -> None:
         """Explicit no-op: a late timer, a probe result after the fact (like s6's &nop)."""
@@ -398,6 +352,7 @@ class Machine:
             "last_exit_at": self.last_exit_at, "next_retry_at": self.next_retry_at,
             "gave_up_reason": self.gave_up_reason, "rejected": self.rejected, "degraded_at": self.degraded_at,
             "stop_failed": self.stop_failed, "goal": self.goal,
+            "health": self.liveness.status() if self.liveness is not None else None,
         }
 
 
@@ -410,6 +365,7 @@ for _state in S:
     TRANSITIONS[(_state, ev.Ready)] = M.ignore
     TRANSITIONS[(_state, ev.GroupGone)] = M.ignore
     TRANSITIONS[(_state, ev.Timer)] = M.ignore
+    TRANSITIONS[(_state, ev.HealthResult)] = M.ignore  # cancelled by a stop or reload: too late
     TRANSITIONS[(_state, ev.CheckDone)] = M.on_check_done
     TRANSITIONS[(_state, ev.Reload)] = M.on_reload_not_running
 for _state in (S.STOPPED, S.EXITED, S.GAVE_UP, S.BACKOFF):
@@ -427,7 +383,8 @@ TRANSITIONS.update({
     (S.STARTING, ev.Reload): M.on_reload_later,
     (S.RUNNING, ev.Exited): M.on_exited,
     (S.RUNNING, ev.Reload): M.on_reload,
-    (S.RUNNING, ev.Timer): M.on_stop_timer,  # a stop whose schedule ran out may be retried
+    (S.RUNNING, ev.Timer): M.on_running_timer,  # "health", or "stop" (an exhausted stop retried)
+    (S.RUNNING, ev.HealthResult): M.on_health_result,
     (S.STOPPING, ev.Exited): M.on_stopping_exit,
     (S.STOPPING, ev.GroupGone): M.on_group_gone,
     (S.STOPPING, ev.Timer): M.on_stop_timer,

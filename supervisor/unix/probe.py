@@ -4,6 +4,9 @@ A probe runs in a thread so a slow connect never holds up the supervisor's loop;
 growing interval (20 ms, doubling up to 500 ms) until it succeeds or is cancelled, then calls
 ``on_ready`` exactly once. 404 and 503 are not ready (a JupyterHub proxy answers 404 before the hub
 route exists and 503 while the hub is unreachable).
+
+``failure`` is one probe that says why it failed: the liveness probes (supervisor/unix/health.py)
+use it once per health_interval.
 """
 
 from __future__ import annotations
@@ -15,14 +18,20 @@ from urllib.parse import urlsplit
 
 
 def probe_once(url: str, timeout: float = 2.0) -> bool:
+    return failure(url, timeout) is None
+
+
+def failure(url: str, timeout: float) -> str | None:
+    """One probe of URL: None when it passed, else why not ("HTTP 503", "connection refused").
+    TIMEOUT bounds each connect, send and receive."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     if parts.scheme == "tcp":
         try:
             with socket.create_connection((host, parts.port), timeout=timeout):
-                return True
-        except OSError:
-            return False
+                return None
+        except OSError as exc:
+            return _why(exc, timeout)
     import http.client
     import ssl
 
@@ -37,11 +46,21 @@ def probe_once(url: str, timeout: float = 2.0) -> bool:
         connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         connection.request("GET", parts.path or "/", headers={"User-Agent": "svctl-probe"})
-        return connection.getresponse().status == 200
-    except (OSError, http.client.HTTPException):
-        return False
+        status = connection.getresponse().status
+        return None if status == 200 else f"HTTP {status}"
+    except (OSError, http.client.HTTPException) as exc:
+        return _why(exc, timeout)
     finally:
         connection.close()
+
+
+def _why(exc: Exception, timeout: float) -> str:
+    """One short line for status (no URL: that is in the config)."""
+    if isinstance(exc, TimeoutError):  # socket.timeout is TimeoutError
+        return f"timed out after {timeout:g}s"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[0].lower() + exc.strerror[1:]  # "connection refused"
+    return str(exc) or type(exc).__name__
 
 
 class Probe:

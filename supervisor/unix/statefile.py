@@ -45,6 +45,9 @@ def public_status(status: dict, now_wall: float, now_mono: float, secrets: tuple
             status[key] = now_wall - (now_mono - status[key])
     if status["rejected"] is not None:
         status["rejected"] = [status["rejected"][0], now_wall - (now_mono - status["rejected"][1])]
+    health = status.get("health")
+    if health is not None and health.get("last_failure_at") is not None:
+        status["health"] = {**health, "last_failure_at": now_wall - (now_mono - health["last_failure_at"])}
     if secrets:
         status = redact(status, secrets)
     return status
