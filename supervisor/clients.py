@@ -1,9 +1,11 @@
 """The Runtime's clients: how they find it, requests in, answers out (a mixin of Runtime).
 
 The run directory holds what clients need: the identity file (who the supervisor is) and the
-control socket; if the directory vanishes while we run, it is made again. Requests are one line on RUN_DIR/NAME/control.sock (unix/control.py); `start`, `stop` and
-`reload` become events for the machine, which answers them through Reply effects once the
-outcome is known; `reopen-logs` is answered at once. The waiting `svctl start` is a Launcher.
+control socket; if the directory vanishes while we run, it is made again. Requests are one line
+on RUN_DIR/NAME/control.sock (unix/control.py); `start`, `stop`, `stop-all` (a stop that also
+takes what the preset keeps on purpose, see unix/escapees.py) and `reload` become events for the
+machine, which answers them through Reply effects once the outcome is known; `reopen-logs` is
+answered at once. The waiting `svctl start` is a Launcher.
 
 At exit (issue 10 item 10) nobody is left unanswered: twenty concurrent `svctl stop` calls used to
 get "Connection reset by peer" from the requests still queued, or still in the socket's backlog,
@@ -25,7 +27,7 @@ from supervisor.unix import control, rundir
 
 class Requests:
     """Needs .faults, .events, .log, .output, .lock, .config, .me, .directory, .run_dir, .selector,
-    .state_file, .exit_code, .cleaned_up, .last_words, .pause() and .guarded() (Runtime, Guard)."""
+    .leftovers, .state_file, .exit_code, .cleaned_up, .last_words, .pause() and .guarded() (Runtime, Guard)."""
 
     def open_to_clients(self) -> None:
         """The identity file and the control socket: how `svctl stop` and the rest find and reach us."""
@@ -81,16 +83,37 @@ class Requests:
             problem = self.reopen_logs()
             control.send_reply(connection, 1 if problem else 0, f"logs not reopened: {problem}" if problem
                                else "logs reopened")
+        elif command in ("stop", "stop-all"):
+            if command == "stop-all":  # the intent outlives this request: the stop may be under way
+                self.leftovers.take_all = True
+                self.log.event("stop_all_requested")
+            self.events.append(ev.Stop(connection, leftovers=self.child is None and bool(self.leftovers.escapees())))
         else:
-            self.events.append(ev.Stop(connection) if command == "stop" else self.reload_request(connection, "cli"))
+            self.request_reload(connection, "cli")
 
-    def reload_request(self, token, source: str) -> ev.Reload:
+    def request_reload(self, token, source: str) -> None:
         """Every reload first reopens the log files (logrotate's postrotate `reload`), and says
-        whether the watched files still hold what the service runs on (then nothing restarts)."""
+        whether the watched files still hold what the service runs on (then nothing restarts).
+
+        The environment file is read again here: one that a start would refuse (a bad line,
+        untrusted, missing) refuses the reload at once, with its reason (exit 6), and the running
+        service keeps running, and no Reload reaches the machine. One that differs from what the service was spawned with is a change, like a watched file's."""
         self.reopen_logs()
+        from_file = None
+        if self.config.environment_file:
+            from supervisor.unix import envfile
+
+            try:
+                from_file = envfile.read(self.config)
+            except Exception as exc:  # EnvFileUnusable; anything else must not kill the loop either
+                self.log.event("reload_refused", level="error", source=source, reason=str(exc))
+                self.answer(token, 6, f"reload refused: {exc}")
+                return
         unchanged = self.reloader is not None and bool(self.guarded("comparing the watched files",
                                                                       self.reloader.unchanged))
-        return ev.Reload(token, source, unchanged)
+        if from_file is not None and (self.child is None or self.child.environment_file != from_file):
+            unchanged = False  # only a restart gives the service the new environment
+        self.events.append(ev.Reload(token, source, unchanged))
 
     def repair_pidfile(self) -> None:
         """`start` on a running service also restores a PID file someone damaged (garbage, 0666)."""
@@ -130,6 +153,6 @@ class Requests:
         waiting += [(command, connection) for connection, command in control.pending(self.server)]
         for request, token in waiting:
             if token is not None:
-                stop = isinstance(request, ev.Stop) or request == "stop"
+                stop = isinstance(request, ev.Stop) or request in ("stop", "stop-all")
                 self.last_words.append((token, 0, "stopped") if stop else (token, 1, "the supervisor is exiting"))
         self.events.clear()

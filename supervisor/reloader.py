@@ -50,16 +50,18 @@ class ConfigReloader:
         self.debouncer.kick(time.monotonic())
         return self.debouncer.deadline()
 
-    def fire(self) -> tuple[ev.Reload | None, float | None]:
-        """The debounce deadline passed: (a reload to request or None, a later deadline or None)."""
+    def fire(self) -> tuple[bool, float | None]:
+        """The debounce deadline passed: (whether to request a reload, a later deadline or None).
+        The request goes through the runtime's request_reload, like `svctl reload` and SIGHUP,
+        so that an environment file a start would refuse refuses it too."""
         if not self.debouncer.take(time.monotonic()):
-            return None, self.debouncer.deadline()
+            return False, self.debouncer.deadline()
         changed = self.watcher.changed() if self.watcher else []
         if not changed:
-            return None, None  # touched or rewritten with identical content
+            return False, None  # touched or rewritten with identical content
         self.watcher.accept()  # the new content is being tried: don't trigger on it again
         self.log.event("config_changed", paths=changed)
-        return ev.Reload(source="watch", unchanged=self.unchanged()), None
+        return True, None
 
     def unchanged(self) -> bool:
         """Do the watched files hold exactly the bytes the running service was started on?"""

@@ -30,6 +30,9 @@ from supervisor.core.machine import IllegalTransition, Machine, Policy
 from supervisor.faults import Faults, Guard, describe
 from supervisor.log import EventLog, redact, secrets_of
 from supervisor.unix import identity, proc, rundir
+from supervisor.unix.escapees import Leftovers
+from supervisor.unix.health import HealthProbes, health_policy, is_health_event
+from supervisor.unix.hooks import FailureHooks
 from supervisor.unix.logcapture import LogCapture
 from supervisor.unix.spawn import Child, decode_wait_status, spawn
 from supervisor.unix.statefile import PrivateReasons, StateFile, public_record, public_status
@@ -47,6 +50,7 @@ def policy_for(config: ServiceConfig) -> Policy:
         reload_signal=config.reload_signal, has_check=bool(config.check or config.watch),
         backoff=BackoffPolicy(config.min_uptime, config.backoff_initial, config.backoff_max,
                               config.give_up_after, config.give_up_window, config.give_up_cooldown),
+        health=health_policy(config),
     )
 
 
@@ -63,6 +67,7 @@ class Runtime(Guard, Requests):
         self.service_identity: identity.Identity | None = None
         self.awaiting_group = False
         self.probe = None
+        self.health = HealthProbes(config.health, self.post) if config.health else None  # liveness
         self.reloader = None
         self.exit_code: int | None = None
         self.last_words: list = []  # replies held back until the PID file is gone
@@ -74,6 +79,9 @@ class Runtime(Guard, Requests):
         self.faults = Faults(config.name)
         self.secrets = secrets_of(config.environment)
         self.log = EventLog(config.events_file, config.name, console, self.secrets, self.faults)
+        self.hooks = FailureHooks(config, self.log, self.selector, self.timers)  # on_failure
+        self.leftovers = Leftovers(config.preset, lambda: (  # who among our children is no escapee
+            self.child and self.child.pid, self.reloader and self.reloader.check_pid, self.hooks.pid))
         self.output = LogCapture(config.log_file, config.log_max_bytes, config.log_backups, self.faults)
         self.state_file = StateFile(self.directory, rundir.STATE)
         self.private_reasons = PrivateReasons(config, self.directory)
@@ -99,9 +107,12 @@ class Runtime(Guard, Requests):
         if self.lock is not None and self.exit_code is None:
             self.guarded("writing the PID file", self.lock.write, os.getpid())
         while self.exit_code is None:
-            deadline = min(self.timers.values(), default=None)
-            # a long wait is split so that the kernel's timer slack can't make a deadline late
-            self.dispatch(sleep_for(None if deadline is None else deadline - time.monotonic()))
+            name, deadline = min(self.timers.items(), key=lambda item: item[1], default=(None, None))
+            wait = None if deadline is None else deadline - time.monotonic()
+            # a long wait is split so that the kernel's timer slack can't make a deadline late; not
+            # a liveness probe's: a few ms don't matter to it, a second wake-up per probe would (and
+            # no stop timer runs beside it: probes end when a stop begins)
+            self.dispatch(max(0.0, wait) if name == "health" else sleep_for(wait))
             self.fire_timers()
             self.process()
             if self.faults.changed:  # a new problem at once, a counter that moved within a second
@@ -128,6 +139,7 @@ class Runtime(Guard, Requests):
     def process(self) -> None:
         while self.events and self.exit_code is None:
             event = self.events.popleft()
+            before = self.machine.status() if is_health_event(event) else None
             try:
                 effects = self.machine.handle(event, time.monotonic())
             except Exception as exc:
@@ -143,19 +155,22 @@ class Runtime(Guard, Requests):
                     self.perform(effect)
                 except Exception as exc:
                     self.faults.internal(f"performing {type(effect).__name__}", exc)
-            self.publish()
+            if before is None or self.machine.status() != before:  # a probe that changed nothing: no write
+                self.publish()
 
     def fire(self, name: str) -> None:
         if name == "check":
             self.reloader.kill_check()
         elif name == "watch":
-            reload, later = self.reloader.fire()
+            wanted, later = self.reloader.fire()
             if later is not None:
                 self.timers["watch"] = later
-            if reload is not None:
-                self.events.append(reload)
-        elif name == "stop" and self.awaiting_group and not identity.process_group_alive(self.pgid):
+            if wanted:
+                self.request_reload(None, "watch")
+        elif name == "stop" and self.awaiting_group and not self.leftovers.alive(self.pgid):
             self.group_gone()
+        elif name == "hook":
+            self.hooks.deadline()
         elif name == "publish":
             self.publish()
         elif name == "resume":
@@ -182,7 +197,7 @@ class Runtime(Guard, Requests):
         elif number in (signal.SIGTERM, signal.SIGINT):
             self.events.append(ev.Stop())
         elif number == signal.SIGHUP:
-            self.events.append(self.reload_request(None, "signal"))
+            self.request_reload(None, "signal")
         elif number == signal.SIGUSR1:
             self.reopen_logs()
         elif number == WATCH_BYTE and self.reloader is not None:
@@ -190,20 +205,24 @@ class Runtime(Guard, Requests):
 
     def reap(self) -> None:
         while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+            try:  # a peek first: a hook's group is killed while its zombie still holds the group's ID
+                found = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                if found is None or not found.si_pid:
+                    break
+                self.hooks.before_reap(found.si_pid)
+                pid, status = os.waitpid(found.si_pid, 0)  # a zombie: no wait
             except ChildProcessError:
-                break
-            if pid == 0:
                 break
             if self.child is not None and pid == self.child.pid:
                 self.child_exited(status)
+            elif self.hooks.owns(pid):
+                self.hooks.exited(pid, status)
             elif self.reloader is not None and pid == self.reloader.check_pid:
                 self.timers.pop("check", None)
                 self.events.append(self.reloader.finish_check(status))
             else:
                 self.log.event("reaped", pid=pid, status=decode_wait_status(status)[0])
-        if self.awaiting_group and not identity.process_group_alive(self.pgid):
+        if self.awaiting_group and not self.leftovers.alive(self.pgid):
             self.group_gone()
 
     def child_exited(self, status: int | None) -> None:
@@ -222,7 +241,7 @@ class Runtime(Guard, Requests):
         reason, clean = decode_wait_status(status) if status is not None else ("exited (status unknown: adopted)", False)
         self.guarded("draining the output", self.output.drain)
         self.service_identity = None
-        self.events.append(ev.Exited(child.pid, reason, clean, identity.process_group_alive(self.pgid)))
+        self.events.append(ev.Exited(child.pid, reason, clean, self.leftovers.alive(self.pgid)))
 
     def on_pidfd(self, _fd) -> None:
         self.child_exited(None)
@@ -232,6 +251,7 @@ class Runtime(Guard, Requests):
 
     def group_gone(self) -> None:
         self.awaiting_group = False
+        self.leftovers.reset()
         self.events.append(ev.GroupGone())
 
     # ---- effects ----------------------------------------------------------------------------
@@ -254,6 +274,10 @@ class Runtime(Guard, Requests):
                 if self.probe is not None:
                     self.probe.cancel()
                     self.probe = None
+            case ev.StartHealthProbe(probe=probe, timeout=timeout):
+                self.health.start(probe, timeout)
+            case ev.StopHealthProbe() if self.health is not None:
+                self.health.cancel()
             case ev.RunCheck():
                 verdict = self.reloader.begin_check()
                 if verdict is not None:
@@ -262,7 +286,8 @@ class Runtime(Guard, Requests):
                     self.timers["check"] = self.reloader.check_deadline
             case ev.AwaitGroup():
                 self.awaiting_group = True
-                if not identity.process_group_alive(self.pgid):
+                self.leftovers.reset()
+                if not self.leftovers.alive(self.pgid):
                     self.group_gone()
             case ev.Reply(token=token, code=code, message=message):
                 self.answer(token, code, message)
@@ -270,6 +295,7 @@ class Runtime(Guard, Requests):
                 proc.sd_notify(message)
             case ev.Log(event=name, fields=fields):
                 self.log.event(name, **fields)
+                self.hooks.fire_for(name, fields)  # gave_up, rolled_back, health_restart: never raises
             case ev.SaveGood() | ev.RestoreGood() if self.reloader is not None:
                 self.reloader.snapshot("save" if isinstance(effect, ev.SaveGood) else "restore")
             case ev.ExitSupervisor(code=code):
@@ -352,6 +378,8 @@ class Runtime(Guard, Requests):
                 os.killpg(self.pgid, number)
             except ProcessLookupError:
                 pass
+        if group:  # and the escapees (unix/escapees.py)
+            self.leftovers.signal(number)
 
     def wake_for_watch(self) -> None:
         """Runs in the watcher's thread: only a byte down the pipe, the loop does the rest."""
@@ -394,6 +422,9 @@ class Runtime(Guard, Requests):
             self.guarded("stopping the reloader", self.reloader.stop)
         if self.probe is not None:
             self.guarded("stopping the probe", self.probe.cancel)
+        if self.health is not None:
+            self.guarded("stopping the health probe", self.health.close)
+        self.guarded("stopping the failure hook", self.hooks.close)
         self.guarded("answering the last requests", self.close_to_clients)
         self.guarded("closing the output", self.output.close)
         self.publish()

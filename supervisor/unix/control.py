@@ -16,7 +16,8 @@ import sys
 
 import _socket
 
-COMMANDS = ("start", "stop", "reload", "reopen-logs")
+# "stop-all": a stop that also takes what the preset keeps on purpose (JupyterHub users' servers)
+COMMANDS = ("start", "stop", "stop-all", "reload", "reopen-logs")
 
 
 class SupervisorGone(ConnectionError):
@@ -100,7 +101,7 @@ def request(path: str, command: str, expected_pid: int, timeout: float | None) -
                     raise ConnectionResetError("the supervisor closed the connection without an answer")
                 data += chunk
         except (ConnectionResetError, BrokenPipeError) as exc:
-            if command == "stop":
+            if command in ("stop", "stop-all"):
                 raise SupervisorGone(f"the supervisor (pid {expected_pid}) exited before answering") from exc
             raise
     finally:
