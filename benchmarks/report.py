@@ -51,6 +51,12 @@ METRICS: dict[str, tuple[str, str | None, list[str]]] = {
             "venv python -c pass",
         ],
     ),
+    "status_all": (
+        "status of every service (20 defined: 10 running, 10 stopped)",
+        "venv python -c pass",
+        ["svctl status", "svctl list --json", "svctl status, 5 never started", "supervisorctl status",
+         "venv python -c pass"],
+    ),
     "start100": ("start 100 services (all markers written)", None, ["svctl", "supervisord"]),
     "start100_cmd": ("start 100 services (control commands return)", None, ["svctl", "supervisord"]),
     "reload": ("config edit → reload applied, overhead", None, ["svctl"]),
@@ -325,6 +331,15 @@ def targets(data) -> list[tuple[str, str, str]]:
     out.append(
         ("`svctl status` median ≤ 30 ms", f"{_fmt(stat)} ms", verdict(None if stat is None else stat <= 30))
     )
+    n_all = data["extra"].get("status_all_n", 20)
+    for subject in ("svctl status", "svctl list --json"):
+        every = med("status_all", subject)
+        if every is not None:
+            out.append((f"`{subject}` of {n_all} services median ≤ 50 ms", f"{_fmt(every)} ms", verdict(every <= 50)))
+    parsed = med("status_all", "svctl status, 5 never started")
+    if parsed is not None:
+        out.append((f"`svctl status` of {n_all} services, 5 never started since boot (report)", f"{_fmt(parsed)} ms",
+                    "report"))
     for row in data["extra"].get("idle") or []:
         if row["subject"] != "svctl":
             continue

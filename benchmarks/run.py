@@ -26,8 +26,8 @@ import harness  # noqa: E402
 from harness import BENCH_DIR, Reaper, dump_json, kill_tree, machine_info, set_subreaper, summary, tmpdir  # noqa: E402
 
 # Order matters a little: the idle/scale run is long-lived, the soak comes last.
-MODULES = ["respawn", "stop", "overshoot", "lateness", "start", "status", "scale", "reload", "jupyterhub",
-           "disruption", "soak"]
+MODULES = ["respawn", "stop", "overshoot", "lateness", "start", "status", "status_all", "scale", "reload", "liveness",
+           "jupyterhub", "disruption", "soak"]
 
 
 class Context:
