@@ -340,6 +340,15 @@ def targets(data) -> list[tuple[str, str, str]]:
     if parsed is not None:
         out.append((f"`svctl status` of {n_all} services, 5 never started since boot (report)", f"{_fmt(parsed)} ms",
                     "report"))
+    for row in data["extra"].get("liveness_idle") or []:  # bench_liveness: one probe per interval, nothing else
+        per_s = row["loop_wakeups_per_s"]
+        if row.get("health_interval_s"):
+            per_probe = row.get("loop_wakeups_per_probe")
+            out.append((f"liveness idle cost, health_interval {row['health_interval_s']:g} s: loop wake-ups per probe ≤ 2",
+                        f"{_fmt(per_probe, 2)} ({per_s:.2f}/s, {row['cpu_ms_per_s']:.1f} ms CPU/s)",
+                        verdict(None if per_probe is None else per_probe <= 2)))
+        else:
+            out.append(("liveness idle cost without `health`: 0 wake-ups/s", f"{per_s:.2f}/s", verdict(per_s == 0)))
     for row in data["extra"].get("idle") or []:
         if row["subject"] != "svctl":
             continue

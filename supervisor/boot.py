@@ -90,14 +90,16 @@ def _requires_line(config: ServiceConfig) -> str:
 
 def _directives(config: ServiceConfig) -> str:
     """The process settings as unit lines (settings.systemd_directives): svctl applies them to the
-    service itself; here they also bound svctl and show in `systemctl show`."""
+    service itself; systemd applies the unit's to svctl as well, so a setting that would bound the
+    supervisor (LimitCPU=, LimitFSIZE=, a small LimitNOFILE=...) is rendered as a comment."""
     from supervisor.settings import systemd_directives
 
     lines = systemd_directives(config)
     if not lines:
         return ""
-    return "# The service file's process settings (svctl applies them to the service as well).\n" + "".join(
-        f"{_unit_escape(line)}\n" for line in lines)
+    return ("# The service file's process settings: svctl applies them to the service; systemd applies\n"
+            "# these lines to svctl run as well (see settings.systemd_directives).\n"
+            + "".join(f"{_unit_escape(line)}\n" for line in lines))
 
 
 def stop_timeout(config: ServiceConfig) -> float | None:

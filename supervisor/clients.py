@@ -85,7 +85,7 @@ class Requests:
                                else "logs reopened")
         elif command in ("stop", "stop-all"):
             if command == "stop-all":  # the intent outlives this request: the stop may be under way
-                self.leftovers.take_all = True
+                self.leftovers.take_all = True  # until the stop run ends without exiting (Runtime resets it)
                 self.log.event("stop_all_requested")
             self.events.append(ev.Stop(connection, leftovers=self.child is None and bool(self.leftovers.escapees())))
         else:

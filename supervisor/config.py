@@ -283,14 +283,15 @@ def _reload(value: str, fail) -> tuple[str, int | None]:
 
 
 def ensure_paths_exist(config: ServiceConfig) -> None:
-    """Checks done before anything is forked: program installed (5), working directory present (6),
-    for a root service, programs nobody else could have changed (6); the environment file readable,
-    trusted and valid, and the process settings applicable (6): a start refused here is one line
-    before detaching, instead of a crash loop in the background."""
-    program = config.command[0]
-    if not os.path.isfile(program) or not os.access(program, os.X_OK):
-        raise SvctlError(f"{config.path}: command: {program} is not installed (not an executable file)",
-                         Exit.NOT_INSTALLED)
+    """Checks done before anything is forked: program and on_failure hook installed (5), working
+    directory present (6), for a root service, programs nobody else could have changed (6); the
+    environment file readable, trusted and valid, and the process settings applicable (6): a start
+    refused here is one line before detaching, instead of a crash loop in the background."""
+    # on_failure too: a missing hook would otherwise be found only when the service fails
+    for key, argv in (("command", config.command), ("on_failure", config.on_failure)):
+        if argv and (not os.path.isfile(argv[0]) or not os.access(argv[0], os.X_OK)):
+            raise SvctlError(f"{config.path}: {key}: {argv[0]} is not installed (not an executable file)",
+                             Exit.NOT_INSTALLED)
     if not os.path.isdir(config.working_directory):
         raise ConfigError(f"{config.path}: working_directory: {config.working_directory} does not exist")
     ensure_programs_trusted(config)

@@ -84,10 +84,17 @@ def cycle_text(cycle: list[str]) -> str:
 # ---- loading ----------------------------------------------------------------------------------
 
 
-def _cycle_error(cycle: list[str], configs: dict):
+def _cycle_error(cycle: list[str], configs: dict, config_dir: str | None = None):
     from supervisor.errors import ConfigError
 
-    return ConfigError(f"{configs[cycle[0]].path}: requires: a dependency cycle: {cycle_text(cycle)}")
+    # the cycle's first name, sorted, is not always loaded here (dependents() does not load NAME)
+    first = next((known for known in cycle if known in configs), None)
+    if first is not None:
+        cycle = cycle[cycle.index(first):-1] + cycle[:cycle.index(first)] + [first]
+        path = configs[first].path
+    else:
+        path = os.path.join(config_dir or ".", cycle[0] + SUFFIX)
+    return ConfigError(f"{path}: requires: a dependency cycle: {cycle_text(cycle)}")
 
 
 def requirements(name: str, config_dir: str, load=None) -> list:
@@ -132,7 +139,9 @@ def mentions_requires(config_dir: str, name: str) -> list[str]:
         if not entry.endswith(SUFFIX) or entry == name + SUFFIX or entry.startswith("."):
             continue
         try:
-            fd = os.open(os.path.join(config_dir, entry), os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # a symlinked service file (NAME.toml -> a file elsewhere) is followed: the load that
+            # follows judges its trust; the fd's S_ISREG check keeps FIFOs and devices out
+            fd = os.open(os.path.join(config_dir, entry), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             continue
         try:
@@ -150,10 +159,13 @@ def mentions_requires(config_dir: str, name: str) -> list[str]:
     return sorted(found)
 
 
-def dependents(name: str, config_dir: str, load=None, warn=None) -> list:
+def dependents(name: str, config_dir: str, load=None, warn=None, requires: tuple[str, ...] = (),
+               on_cycle=None) -> list:
     """The ServiceConfigs that require NAME, directly or not, in stop order (dependents first),
     without NAME itself. A candidate file that does not load is skipped with WARN(message): a
-    broken unrelated file must not keep a service from stopping. A cycle is a ConfigError."""
+    broken unrelated file must not keep a service from stopping. REQUIRES: NAME's own (so that a
+    cycle through NAME is seen too). A cycle is a ConfigError, or, given ON_CYCLE (a stop, which
+    must always be possible), ON_CYCLE(message) and the dependents found all the same."""
     if load is None:
         from supervisor.config import load
     from supervisor.errors import SvctlError
@@ -189,9 +201,12 @@ def dependents(name: str, config_dir: str, load=None, warn=None) -> list:
                 seen.add(candidate)
                 frontier.append(candidate)
     reverse_edges = reverse({known: edges[known] for known in seen})
-    cycle = find_cycle({known: edges[known] for known in seen})
+    cycle = find_cycle({**{known: edges[known] for known in seen}, name: tuple(requires)})
     if cycle:
-        raise _cycle_error(cycle, configs)
+        error = _cycle_error(cycle, configs, config_dir)
+        if on_cycle is None:
+            raise error
+        on_cycle(f"{error}; stopping the dependents found all the same")
     return [configs[known] for known in post_order(name, reverse_edges)[:-1]]
 
 

@@ -97,6 +97,10 @@ def supervise(config: ServiceConfig, run_dir: str, lock: SupervisorLock, *, laun
     from supervisor.runtime import Runtime
     from supervisor.unix.proc import set_process_name
 
+    # `svctl run` (systemd's UMask=, a shell's umask 077) must not decide the modes of what the
+    # supervisor creates (a 0700 run dir hides status from non-root callers) nor the umask of a
+    # service that sets none: the same 0022 as the daemon `svctl start` detaches.
+    os.umask(0o022)
     set_process_name(config.name)
     token = Launcher(launcher_fd) if isinstance(launcher_fd, int) else launcher_fd
     try:

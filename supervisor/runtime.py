@@ -21,6 +21,7 @@ import signal
 import socket
 import time
 
+from supervisor.adoption import Adoption
 from supervisor.clients import Requests
 from supervisor.config import ServiceConfig
 from supervisor.core import events as ev
@@ -30,7 +31,7 @@ from supervisor.core.machine import IllegalTransition, Machine, Policy
 from supervisor.faults import Faults, Guard, describe
 from supervisor.log import EventLog, redact, secrets_of
 from supervisor.unix import identity, proc, rundir
-from supervisor.unix.escapees import Leftovers
+from supervisor.unix.escapees import Leftovers, ReapLog, kill_group, send_stop_signal, service_uid
 from supervisor.unix.health import HealthProbes, health_policy, is_health_event
 from supervisor.unix.hooks import FailureHooks
 from supervisor.unix.logcapture import LogCapture
@@ -54,7 +55,7 @@ def policy_for(config: ServiceConfig) -> Policy:
     )
 
 
-class Runtime(Guard, Requests):
+class Runtime(Guard, Requests, Adoption):
     def __init__(self, config: ServiceConfig, run_dir: str, console: bool = False, lock=None) -> None:
         self.config, self.run_dir, self.lock = config, run_dir, lock
         self.directory = rundir.ensure(run_dir, config.name)
@@ -81,7 +82,9 @@ class Runtime(Guard, Requests):
         self.log = EventLog(config.events_file, config.name, console, self.secrets, self.faults)
         self.hooks = FailureHooks(config, self.log, self.selector, self.timers)  # on_failure
         self.leftovers = Leftovers(config.preset, lambda: (  # who among our children is no escapee
-            self.child and self.child.pid, self.reloader and self.reloader.check_pid, self.hooks.pid))
+            self.child and self.child.pid, self.reloader and self.reloader.check_pid, self.hooks.pid),
+            service_uid(config))
+        self.reaps = ReapLog(self.log, self.timers)  # "reaped" lines, a few a second at most
         self.output = LogCapture(config.log_file, config.log_max_bytes, config.log_backups, self.faults)
         self.state_file = StateFile(self.directory, rundir.STATE)
         self.private_reasons = PrivateReasons(config, self.directory)
@@ -171,6 +174,8 @@ class Runtime(Guard, Requests):
             self.group_gone()
         elif name == "hook":
             self.hooks.deadline()
+        elif name == "reaped":
+            self.reaps.flush()
         elif name == "publish":
             self.publish()
         elif name == "resume":
@@ -210,6 +215,8 @@ class Runtime(Guard, Requests):
                 if found is None or not found.si_pid:
                     break
                 self.hooks.before_reap(found.si_pid)
+                if self.reloader is not None and found.si_pid == self.reloader.check_pid:
+                    kill_group(found.si_pid)  # what the check left in its group: gone, never an escapee
                 pid, status = os.waitpid(found.si_pid, 0)  # a zombie: no wait
             except ChildProcessError:
                 break
@@ -221,7 +228,7 @@ class Runtime(Guard, Requests):
                 self.timers.pop("check", None)
                 self.events.append(self.reloader.finish_check(status))
             else:
-                self.log.event("reaped", pid=pid, status=decode_wait_status(status)[0])
+                self.reaps.reaped(pid, decode_wait_status(status)[0])
         if self.awaiting_group and not self.leftovers.alive(self.pgid):
             self.group_gone()
 
@@ -295,6 +302,8 @@ class Runtime(Guard, Requests):
                 proc.sd_notify(message)
             case ev.Log(event=name, fields=fields):
                 self.log.event(name, **fields)
+                if name == "stop_failed" and self.child is not None:  # the stop is over, the service runs on:
+                    self.leftovers.take_all = False  # a stop-all's intent must not reach later respawns
                 self.hooks.fire_for(name, fields)  # gave_up, rolled_back, health_restart: never raises
             case ev.SaveGood() | ev.RestoreGood() if self.reloader is not None:
                 self.reloader.snapshot("save" if isinstance(effect, ev.SaveGood) else "restore")
@@ -303,6 +312,7 @@ class Runtime(Guard, Requests):
 
     def start_service(self, attempt: str) -> None:
         """Always ends in Spawned or SpawnFailed: the machine must never wait for a start forever."""
+        self.leftovers.take_all = False  # a stop-all that did not end in exiting is over
         if self.config.preset == "jupyterhub":
             from supervisor.jupyterhub.preset import before_start
 
@@ -324,60 +334,13 @@ class Runtime(Guard, Requests):
         self.service_identity = identity.identify(self.child.pid)
         self.events.append(ev.Spawned(self.child.pid))
 
-    def adopt(self, pid: int, pgid: int, output_fd: int | None = None) -> None:
-        """Watch a service we did not start (its supervisor died) through a pidfd.
-
-        The service still holds the read end of its old output pipe (see logcapture); taking a copy
-        of it back resumes capturing its output where the dead supervisor left off.
-        """
-        pidfd = proc.pidfd_open(pid)
-        self.child = Child(None, pid, pidfd)
-        self.pgid = pgid
-        self.service_identity = identity.identify(pid)
-        if pidfd is not None:
-            self.selector.register(pidfd, selectors.EVENT_READ, self.on_pidfd)
-            old_pipe = proc.pidfd_getfd(pidfd, output_fd) if isinstance(output_fd, int) else None
-            if old_pipe is not None:
-                self.guarded("taking back the output pipe", self.take_output_pipe, old_pipe)
-        else:
-            self.events.append(ev.Exited(pid, "exited before it could be adopted", False,
-                                         identity.process_group_alive(pgid)))
-
-    def take_output_pipe(self, fd: int) -> None:
-        """The descriptor is whatever the service now has at that number (it may have put anything
-        there): keep it only if it is a pipe we can watch; otherwise supervise without its output."""
-        import stat
-
-        try:
-            if not stat.S_ISFIFO(os.fstat(fd).st_mode):
-                raise OSError(f"descriptor {fd} of the service is no longer a pipe; its output is not captured")
-            os.set_blocking(fd, False)
-            self.selector.register(fd, selectors.EVENT_READ, self.drain_adopted_output)
-        except BaseException:
-            os.close(fd)
-            raise
-        self.adopted_pipes.add(fd)
-
-    def drain_adopted_output(self, fd: int) -> None:
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
-            return
-        if data:
-            self.output.write(data)
-        else:  # every writer is gone
-            self.selector.unregister(fd)
-            self.adopted_pipes.discard(fd)
-            os.close(fd)
-
     def send(self, number: int, group: bool) -> None:
-        if not group and self.child is not None:
-            proc.send_signal(self.child.pidfd, self.child.pid, number)
+        """NUMBER, then SIGCONT after a signal a stopped process could not act on (unix/escapees.py)."""
+        child = self.child
+        if not group and child is not None:
+            send_stop_signal(lambda each: proc.send_signal(child.pidfd, child.pid, each), number)
         elif self.pgid is not None and self.pgid > 1:
-            try:
-                os.killpg(self.pgid, number)
-            except ProcessLookupError:
-                pass
+            send_stop_signal(lambda each: os.killpg(self.pgid, each), number)
         if group:  # and the escapees (unix/escapees.py)
             self.leftovers.signal(number)
 

@@ -46,7 +46,8 @@ KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "health_timeout": _NUMBER,
     "health_failures": ((int,), "a count"),
     "environment_file": ((str,), "an absolute path (\"-/path\": may be missing)"),
-    "umask": ((str, int), "an octal string such as \"0022\""),
+    # a string only: TOML reads umask = 22 as decimal twenty-two (0026), never what was meant
+    "umask": ((str,), "a string of octal digits (a TOML number is decimal): umask = \"0022\""),
     "nice": ((int,), "a niceness from -20 to 19"),
     "groups": ((list,), "a list of group names"),
     "limits": ((dict,), "a table of setrlimit names (nofile, core, nproc, ...)"),
@@ -119,11 +120,12 @@ def _requires(name: str, value: list, fail) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def _umask(value: str | int, fail) -> int:
-    if isinstance(value, str):
-        if not (1 <= len(value) <= 4 and all(c in "01234567" for c in value)):
-            raise fail(f"{v.shown(value)} is not an octal umask such as \"0022\"")
-        value = int(value, 8)
+def _umask(value: str, fail) -> int:
+    if not isinstance(value, str):  # (the type check refuses it first; content a supervisor kept too)
+        raise fail(f"{v.shown(value)} is a number, read as decimal; write octal digits as a string: umask = \"0022\"")
+    if not (1 <= len(value) <= 4 and all(c in "01234567" for c in value)):
+        raise fail(f"{v.shown(value)} is not an octal umask such as \"0022\"")
+    value = int(value, 8)
     if not 0 <= value <= 0o777:
         raise fail(f"{value:#o} is not a umask (0000 to 0777)")
     return value
@@ -131,6 +133,9 @@ def _umask(value: str | int, fail) -> int:
 
 def _groups(value: list, fail, look_up: bool) -> tuple[str, ...]:
     groups = v.string_list(value, fail, allow_empty=True)
+    for index, group in enumerate(groups):
+        if group in groups[:index]:  # as requires: a repeat is a typo for another name
+            raise fail(f"{group!r} is listed twice")
     if look_up:
         import grp
 
@@ -161,13 +166,37 @@ def _limit_value(key: str, value: object, fail) -> int:
     if isinstance(value, str) and value in INFINITY_WORDS:
         return -1
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LIMIT:
-        raise fail(f"{key}: {v.shown(value)} is not a number from 0 to 2**63-1 or \"infinity\"")
+        raise fail(f"{key}: {v.shown(value)} is not a number from 0 to 2**63-1, \"infinity\" or \"unlimited\"")
     return value
 
 
+# systemd applies a unit's Limit*=, UMask= and Nice= to ExecStart, i.e. to `svctl run` itself, not
+# only to the service. These limits cannot hurt the supervisor (it dumps no core, locks no memory,
+# queues no messages, takes no locks or real-time priority; root is exempt from nproc), so the unit
+# carries them; the others would bound the supervisor (cpu: SIGXCPU kills it; fsize: its log and
+# events writes; as/data/rss/stack: its own memory; a small nofile: it could not spawn), so the
+# unit names them in a comment only and svctl applies them to the service alone (spawn.py).
+HARMLESS_LIMITS = frozenset({"core", "locks", "memlock", "msgqueue", "nice", "nproc", "rtprio", "rttime",
+                             "sigpending"})
+SUPERVISOR_NOFILE = 1024  # at least this many open files: the supervisor's fds, the service's pipes
+
+
+def unit_limit_is_harmless(key: str, soft: int) -> bool:
+    """Whether LimitKEY= may bound `svctl run` itself as well as the service."""
+    if key == "nofile":
+        return soft == -1 or soft >= SUPERVISOR_NOFILE
+    return key in HARMLESS_LIMITS
+
+
 def systemd_directives(config) -> list[str]:
-    """The unit lines that say the same as the process settings (the supervisor applies them
-    itself; the unit shows them to systemctl and to the reader, and limits the supervisor alike)."""
+    """The unit lines that say the same as the process settings; lines starting with "#" are
+    comments (settings the unit must not apply to svctl itself). The supervisor applies every
+    setting to the service itself; the unit shows them to systemctl and to the reader.
+
+    UMask= is kept: the supervisor sets its own umask to 0022 first thing (launch.supervise), so
+    it bounds only what systemd creates for the unit. Nice= is kept: a supervisor as nice as its
+    service competes for the CPU no more than the service does, and its hooks and checks (which
+    inherit it) run at the service's niceness too."""
     lines = []
     if config.umask is not None:
         lines.append(f"UMask={config.umask:04o}")
@@ -177,5 +206,10 @@ def systemd_directives(config) -> list[str]:
         lines.append("SupplementaryGroups=" + " ".join(config.groups))
     for key, soft, hard in config.limits:
         shown = ["infinity" if one == -1 else str(one) for one in (soft, hard)]
-        lines.append(f"Limit{key.upper()}={shown[0] if soft == hard else ':'.join(shown)}")
+        line = f"Limit{key.upper()}={shown[0] if soft == hard else ':'.join(shown)}"
+        if unit_limit_is_harmless(key, soft):
+            lines.append(line)
+        else:
+            lines.append(f"# {line}: not set here, systemd would apply it to svctl run itself; "
+                         "svctl applies it to the service only")
     return lines

@@ -10,6 +10,8 @@ as "missing", and the summary line says how many.
 The environment file is read as a start would read it (its variables are shown by name only), and
 the process settings (umask, nice, groups, limits) are shown, and under --json as "process"; what
 this supervisor could not apply (a hard limit above its own without CAP_SYS_RESOURCE) is an error.
+Each environment-file problem comes with its own fix (chmod, chown, create it, the syntax), and an
+on_failure program that is missing or not executable is an error, not a surprise at the first failure.
 """
 
 from __future__ import annotations
@@ -62,14 +64,26 @@ def _environment_file_finding(config):
 
             return Finding(UNCHECKED, "environment-file-unchecked", f"not checked as {caller_name()}: {exc}",
                            "run svctl check as root")
+        # each kind of problem its own fix (envfile sets it): chmod, chown, create, the syntax
         return Finding(ERROR, "environment-file-invalid", str(exc),
-                       "KEY=value lines, values unquoted, '...' or \"...\" "
-                       "(see environment_file in etc/example.toml)")
+                       exc.fix or f"fix {config.environment_file} (see environment_file in etc/example.toml)")
     names = ", ".join(variables) if len(variables) <= 20 else ", ".join(list(variables)[:20]) + ", ..."
     count = len(variables)
     return Finding(INFO, "environment-file", f"environment_file {config.environment_file}: {count} "
                    f"variable{'s' if count != 1 else ''}" + (f" ({names})" if names else "")
                    + ("; `environment` overrides it" if config.environment else ""))
+
+
+def _on_failure_finding(config):
+    """The failure hook would otherwise fail only when the service fails, when nobody is looking."""
+    from supervisor.jupyterhub.doctor import ERROR, Finding
+
+    program = config.on_failure[0]
+    if os.path.isfile(program) and os.access(program, os.X_OK):
+        return None
+    return Finding(ERROR, "on-failure-missing", f"on_failure: {program} is not installed (not an executable "
+                   "file): the hook would fail when the service fails",
+                   f"install {program} (chmod +x), or change on_failure in {config.path}")
 
 
 def _process_settings_finding(config, shown: dict):
@@ -130,6 +144,8 @@ def check(context, args: list[str]) -> int:
     findings = [_check_command_finding(config)]
     if config.environment_file:
         findings.append(_environment_file_finding(config))
+    if config.on_failure and (finding := _on_failure_finding(config)):
+        findings.append(finding)
     from supervisor.unix.spawn import process_settings
 
     process = process_settings(config)

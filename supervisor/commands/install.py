@@ -44,7 +44,8 @@ def install(context, args: list[str]) -> int:
         raise SvctlError(
             f"{name}: nothing to install (--no-initd without --systemd)\n{INSTALL_USAGE}", Exit.BAD_ARGS
         )
-    if options.get("print"):
+    if options.get("print"):  # the same checks as a real install; its notes go to stderr
+        _check_requirements(service, context.config_dir, root, False, [file.name for file in files], sys.stderr)
         for file in files:
             print(f"==> {file.name} (mode {file.mode:04o}) <==")
             print(file.text, end="")
@@ -63,10 +64,12 @@ def install(context, args: list[str]) -> int:
     return Exit.OK
 
 
-def _check_requirements(service, config_dir: str, root: str, live: bool, targets: list[str]) -> None:
+def _check_requirements(service, config_dir: str, root: str, live: bool, targets: list[str],
+                        notes=None) -> None:
     """Unknown requirements and cycles are exit 6. Each requirement's boot file must be there
     first: insserv refuses a script whose Required-Start names one it does not know, and
-    systemd's Requires= on a missing unit fails the start. Live: an error; under --root: a note."""
+    systemd's Requires= on a missing unit fails the start. Live: an error; under --root (and
+    --print): a note, on NOTES (default stdout)."""
     if not service.requires:
         return
     from supervisor import depgraph
@@ -81,7 +84,7 @@ def _check_requirements(service, config_dir: str, root: str, live: bool, targets
             message = f"{service.name}: requires {needed}, whose boot file {path} is not installed"
             if live:
                 raise SvctlError(f"{message}: run `svctl install {needed}` first")
-            print(f"{message} (yet): install it too")
+            print(f"{message} (yet): install it too", file=notes or sys.stdout)
 
 
 def uninstall(context, args: list[str]) -> int:

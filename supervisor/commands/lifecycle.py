@@ -1,5 +1,7 @@
 """The LSB verbs that change things: start, stop, restart, try-restart, reload, force-reload, plus
 ``run`` (foreground) and ``reopen-logs``. Exit codes as in svctl(8) and the README; every message one line.
+What `requires = [...]` adds (requirements started first, dependents stopped first, the graph
+checked before a restart stops anything) is cascade.py.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ import time
 
 from supervisor import config as configuration
 from supervisor.cli import options_for
+from supervisor.commands.cascade import (check_restart, is_running, say, start_requirements, stop_dependents,
+                                         wait_for_requirements)
 from supervisor.config import ServiceConfig
-from supervisor.errors import Exit, SvctlError
+from supervisor.errors import Exit, SvctlError, printable
 from supervisor.names import validate_name
 from supervisor.observe import Observation, foreign_instance, observe
 from supervisor.unix import control, rundir
@@ -40,10 +44,6 @@ def require_privilege(config: ServiceConfig, run_dir: str, verb: str) -> None:
                              Exit.NOT_ROOT)
 
 
-def say(config: ServiceConfig, message: str) -> None:
-    print(f"{config.name}: {message}")
-
-
 # ---- start ------------------------------------------------------------------------------------
 
 
@@ -55,34 +55,6 @@ def start(context, args: list[str]) -> int:
     if code != Exit.OK:
         return code
     return start_service(config, context.run_dir)
-
-
-def start_requirements(config: ServiceConfig, context) -> int:
-    """Start what CONFIG requires (recursively, requirements first), each until it is started
-    (ready, when it has `ready`). A requirement that fails stops the chain: its exit code."""
-    if not config.requires:
-        return Exit.OK
-    from supervisor import depgraph
-
-    order = depgraph.requirements(config.name, context.config_dir)[:-1]
-    for needed in order:
-        require_privilege(needed, context.run_dir, "start")
-        configuration.ensure_paths_exist(needed)
-    for needed in order:
-        if running_and_up(observe(needed, context.run_dir)):
-            continue
-        say(config, f"starting {needed.name} first (required)")
-        code = start_service(needed, context.run_dir)
-        if code != Exit.OK:
-            print(f"svctl: {config.name}: not started: its requirement {needed.name} failed to start "
-                  f"(exit {code})", file=sys.stderr)
-            return code
-    return Exit.OK
-
-
-def running_and_up(obs: Observation) -> bool:
-    """A verified supervisor whose service is running and meant to stay up."""
-    return obs.supervised and obs.machine.get("state") == "running" and obs.machine.get("goal") != "down"
 
 
 def start_service(config: ServiceConfig, run_dir: str) -> int:
@@ -186,6 +158,7 @@ def ask(config: ServiceConfig, obs: Observation, command: str, timeout: float | 
             time.sleep(0.02)  # the supervisor is still setting up its socket
         except (OSError, ValueError) as exc:
             raise SvctlError(f"no answer from the supervisor (pid {obs.supervisor.pid}): {exc}") from None
+    message = printable(str(message))  # a check's output may be in it: no terminal escapes, one line
     if code == Exit.OK:
         say(config, message)
     else:
@@ -204,7 +177,7 @@ def wait_until_gone(identity, deadline: float) -> None:
 
 
 def stop(context, args: list[str]) -> int:
-    config, _ = load(context, args, "stop")
+    config = load_for_stop(context, args)
     require_privilege(config, context.run_dir, "stop")
     command = "stop-all" if "--stop-user-servers" in args else "stop"
     code, _ = stop_dependents(config, context, command)
@@ -213,30 +186,21 @@ def stop(context, args: list[str]) -> int:
     return stop_service(config, context.run_dir, command)
 
 
-def stop_dependents(config: ServiceConfig, context, command: str = "stop") -> tuple[int, list[ServiceConfig]]:
-    """Stop, dependents first, the running services that require CONFIG (directly or not).
-    Returns (exit code, the services stopped, in stop order); a dependent that does not stop
-    leaves CONFIG running (its exit code, with a line naming it)."""
-    from supervisor import depgraph
+def load_for_stop(context, args: list[str]) -> ServiceConfig:
+    """Like load; but a running service whose file is since broken, untrusted or gone is stopped
+    with the definition its supervisor recorded (state.json, root's): a broken file must never
+    keep a service from stopping. Nothing runs on a record: the file's error, as for any verb."""
+    name = validate_name(options_for(context, "stop", args).name)
+    state, _ = rundir.read_state(rundir.service_dir(context.run_dir, name))
+    try:
+        return configuration.load(name, context.config_dir, state=state)
+    except SvctlError as exc:
+        from supervisor.commands.status import running_definition
 
-    def warn(message: str) -> None:
-        print(f"svctl: {config.name}: warning: {message}", file=sys.stderr)
-
-    found = depgraph.dependents(config.name, context.config_dir, warn=warn)
-    among = {config.name} | {dependent.name for dependent in found}
-    stopped = []
-    for dependent in found:
-        if not is_running(observe(dependent, context.run_dir)):
-            continue
-        require_privilege(dependent, context.run_dir, "stop")
-        say(config, f"stopping {dependent.name} first (requires {depgraph.direct_requirement(dependent, among)})")
-        code = stop_service(dependent, context.run_dir, command)
-        if code != Exit.OK:
-            print(f"svctl: {config.name}: not stopped: {dependent.name}, which requires it, did not stop "
-                  f"(exit {code})", file=sys.stderr)
-            return code, stopped
-        stopped.append(dependent)
-    return Exit.OK, stopped
+        config = running_definition(name, state, exc)  # (raises EXC when no supervisor runs on one)
+        print(f"svctl: {name}: warning: stopping it with the definition it runs with: {printable(str(exc))}",
+              file=sys.stderr)
+        return config
 
 
 def stop_service(config: ServiceConfig, run_dir: str, command: str = "stop") -> int:
@@ -308,23 +272,20 @@ def remove_stale_pidfile(config: ServiceConfig, run_dir: str) -> None:
 # ---- restart, reload and friends ---------------------------------------------------------------
 
 
-def is_running(obs: Observation) -> bool:
-    return obs.supervised or obs.orphaned
-
-
 def restart(context, args: list[str]) -> int:
     """Stop the running dependents, then the service; start what it requires, the service, and
     then the dependents that were running (requirements first)."""
     config, _ = load(context, args, "restart")
     require_privilege(config, context.run_dir, "restart")
     configuration.ensure_paths_exist(config)
-    code, stopped = stop_dependents(config, context)
+    order, found = check_restart(config, context)  # a broken graph: exit 6 before anything stops
+    code, stopped = stop_dependents(config, context, found=found)
     if code != Exit.OK:
         return code
     code = stop_service(config, context.run_dir)
     if code != Exit.OK:
         return code  # never start a second copy next to one that refused to stop
-    code = start_requirements(config, context)
+    code = start_requirements(config, context, order)
     if code == Exit.OK:
         code = start_service(config, context.run_dir)
     for dependent in reversed(stopped):
@@ -405,25 +366,3 @@ def run(context, args: list[str]) -> int:
         return report_start_failure(config, "stopped after a failure (see above)")
     return code
 
-
-def wait_for_requirements(config: ServiceConfig, context) -> None:
-    """`run` starts no requirement (under systemd, the unit's Requires=/After= do that), but does
-    not start without them: one that a supervisor is bringing up is waited for (its own start
-    budget plus 15 s); one that nobody is starting, or that does not come up, is exit 1."""
-    if not config.requires:
-        return
-    from supervisor import depgraph
-
-    for needed in depgraph.requirements(config.name, context.config_dir)[:-1]:
-        budget = (needed.ready_timeout if needed.ready else needed.start_seconds) + 15
-        deadline = time.monotonic() + budget
-        said = False
-        while not running_and_up(obs := observe(needed, context.run_dir)):
-            if not obs.supervised or obs.machine.get("goal") == "down" or time.monotonic() > deadline:
-                why = "is not running" if not obs.supervised else f"is {obs.machine.get('state', 'not running')}"
-                raise SvctlError(f"{config.name}: not started: it requires {needed.name}, which {why} "
-                                 f"(start it first, or use `svctl start {config.name}`)")
-            if not said:
-                say(config, f"waiting for {needed.name} (required) to be started")
-                said = True
-            time.sleep(0.05)

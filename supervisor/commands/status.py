@@ -122,6 +122,12 @@ def rejection(obs: Observation) -> tuple[str, float | None] | None:
     return rejected[0], moment({"at": rejected[1]}, "at")
 
 
+def shown(value) -> str:
+    """A string from state.json, fit for root's terminal: it may quote what a service user
+    controls (a check's output, an exit reason, a problem), and an escape sequence must not act."""
+    return printable(value if isinstance(value, str) else str(value))
+
+
 def details(config: configuration.ServiceConfig, obs: Observation) -> list[str]:
     machine, now, lines = obs.machine, time.time(), []
     if obs.supervisor:
@@ -132,14 +138,14 @@ def details(config: configuration.ServiceConfig, obs: Observation) -> list[str]:
         lines.append(f"service:    pid {obs.service.pid}{up}")
     if config.ready:
         ready = "ready" if machine.get("ready_at") and obs.service else "not ready"
-        lines.append(f"readiness:  {ready} ({config.ready})")
+        lines.append(f"readiness:  {ready} ({shown(config.ready)})")
     if machine.get("restarts"):
-        lines.append(f"restarts:   {machine['restarts']}")
+        lines.append(f"restarts:   {shown(machine['restarts'])}")
     if machine.get("last_exit"):
         exited = moment(machine, "last_exit_at")
-        lines.append(f"last exit:  {machine['last_exit']}" + (f", {ago(now - exited)} ago" if exited else ""))
+        lines.append(f"last exit:  {shown(machine['last_exit'])}" + (f", {ago(now - exited)} ago" if exited else ""))
     if machine.get("gave_up_reason"):
-        lines.append(f"gave up:    {machine['gave_up_reason']}")
+        lines.append(f"gave up:    {shown(machine['gave_up_reason'])}")
     retry = moment(machine, "next_retry_at")
     if retry and machine.get("state") in ("backoff", "gave-up"):
         lines.append(f"next retry: in {ago(retry - now)}")
@@ -149,15 +155,15 @@ def details(config: configuration.ServiceConfig, obs: Observation) -> list[str]:
     rejected = rejection(obs)
     if rejected:
         reason, at = rejected
-        lines.append(f"config rejected: {reason}" + (f" (at {stamp(at)})" if at else ""))
+        lines.append(f"config rejected: {shown(reason)}" + (f" (at {stamp(at)})" if at else ""))
     degraded = moment(machine, "degraded_at")
     if degraded:
         lines.append(f"degraded: running last known good config from {stamp(degraded)}")
     if machine.get("stop_failed"):
-        lines.append(f"stop failed: {machine['stop_failed']}")
+        lines.append(f"stop failed: {shown(machine['stop_failed'])}")
     problems = (obs.state or {}).get("problems")
     if isinstance(problems, list):  # what the supervisor could not do, while it kept supervising
-        lines += [f"problem:    {problem}" for problem in problems[:8] if isinstance(problem, str)]
+        lines += [f"problem:    {shown(problem)}" for problem in problems[:8] if isinstance(problem, str)]
     return lines
 
 
@@ -204,7 +210,7 @@ def status(context, args: list[str]) -> int:
         lines += [f"  {line}" for line in details(config, obs)]
         lines += [f"  warning: {warning}" for warning in warnings]
         if output and code != Status.NOT_RUNNING and wanted:
-            lines += [f"  last output ({config.log_file}):", *(f"    {line}" for line in output[-wanted:])]
+            lines += [f"  last output ({config.log_file}):", *(f"    {shown(line)}" for line in output[-wanted:])]
         text = "\n".join(lines)
     try:
         print(text)

@@ -5,7 +5,10 @@ Each service is judged exactly as ``svctl status NAME`` judges it (status.decide
 the state.json fast path that skips the TOML parser for an unchanged file), so the table and the
 single-service verdict never disagree. One service's broken file, hostile state.json or unreadable
 PID file is that service's line, never the end of the table. Exit codes: 0 every service running,
-3 none (also when none is defined), 1 otherwise; 4 when the config directory can't be listed.
+3 none (also when none is defined, or the config directory does not exist), 1 otherwise; 4 when
+the config directory can't be listed. A run directory whose supervisor is alive but whose NAME.toml
+is gone is listed too (running on its recorded definition). Graph errors (`requires` naming no
+file, cycles) are warnings in the affected rows, from the definitions already loaded: no parsing.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ SUFFIX = ".toml"
 # the last column's parts and all of it are cut to these: the whole is in --json and `status NAME`
 PART_WIDTH, LAST_WIDTH = 120, 240
 UNTRUSTED = "refusing this service definition, root would run what it says: "
+GRAPH_WARNING = "requires"  # how add_graph_warnings' warnings begin
 COLUMNS = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "HEALTH", "LAST")
 
 
@@ -43,14 +47,22 @@ def status_all(context, options) -> int:
 
         raise bad_args("status", "--lines shows one service's output: give its NAME")
     now = time.time()
-    rows = [survey(name, context, now) for name in defined(context.config_dir)]
+    names = defined(context.config_dir)
+    graph: dict[str, tuple[str, ...]] = {}  # name -> its requires, from the definitions loaded anyway
+    rows = [survey(name, context, now, graph) for name in names]
+    rows += [survey(name, context, now, graph, state_read)
+             for name, state_read in running_without_file(context.run_dir, set(names))]
+    rows.sort(key=lambda row: row["name"])
+    add_graph_warnings(rows, graph, set(names))
     if options.flag("--json"):
         text = json.dumps(rows, indent=2)
     elif rows:
         text = table(rows)
     else:
         text = None
-        print(f"svctl: no services defined in {context.config_dir} (no NAME{SUFFIX} there)", file=sys.stderr)
+    if not names:
+        why = "does not exist" if not os.path.lexists(context.config_dir) else f"has no NAME{SUFFIX}"
+        print(f"svctl: no services defined: the config directory {context.config_dir} {why}", file=sys.stderr)
     if text is not None:
         try:
             print(text)
@@ -79,10 +91,54 @@ def defined(config_dir: str) -> list[str]:
                   if entry.endswith(SUFFIX) and len(entry) > len(SUFFIX) and not entry.startswith("."))
 
 
-def survey(name: str, context, now: float) -> dict:
-    """One service's row; whatever goes wrong stays in this row."""
+def running_without_file(run_dir: str, names: set[str]) -> list[tuple[str, tuple]]:
+    """(name, state read) of each run directory without a NAME.toml whose supervisor is alive
+    and verified: a service whose file was removed still runs, and is listed."""
+    from supervisor.observe import recorded
+    from supervisor.unix.identity import verify
+
     try:
-        return observed(validate_name(name), context, now)
+        entries = os.listdir(run_dir)
+    except OSError:
+        return []
+    found = []
+    for entry in sorted(entries):
+        if entry in names or entry.startswith("."):
+            continue
+        try:
+            validate_name(entry)
+        except SvctlError:
+            continue
+        state_read = rundir.read_state(rundir.service_dir(run_dir, entry))
+        if state_read[0] is not None and verify(recorded(state_read[0], "supervisor")):
+            found.append((entry, state_read))
+    return found
+
+
+def add_graph_warnings(rows: list[dict], graph: dict[str, tuple[str, ...]], names: set[str]) -> None:
+    """A warning in the row of each service whose `requires` names a service without a file, or
+    one whose definition can't be used, or is on a dependency cycle (what start would refuse)."""
+    from supervisor.depgraph import cycle_text, find_cycle
+
+    by_name = {row["name"]: row for row in rows}
+    for name, requires in graph.items():
+        for needed in requires:
+            if needed not in names:
+                by_name[name]["warnings"].append(f"requires {needed}, which has no service file")
+            elif needed not in graph and by_name.get(needed, {}).get("state") in ("invalid", "untrusted"):
+                by_name[name]["warnings"].append(f"requires {needed}, whose definition can't be used")
+    edges = dict(graph)
+    while cycle := find_cycle(edges):
+        for member in cycle[:-1]:
+            by_name[member]["warnings"].append(f"requires: a dependency cycle: {cycle_text(cycle)}")
+        edges = {name: tuple(needed for needed in requires if needed not in cycle)
+                 for name, requires in edges.items() if name not in cycle}
+
+
+def survey(name: str, context, now: float, graph: dict | None = None, state_read: tuple | None = None) -> dict:
+    """One service's row; whatever goes wrong stays in this row. GRAPH gets its `requires`."""
+    try:
+        return observed(validate_name(name), context, now, graph if graph is not None else {}, state_read)
     except SvctlError as exc:
         return unusable(name, exc)
     except Exception as exc:  # noqa: BLE001 - a bug or a surprise in one service must not hide the others
@@ -90,13 +146,15 @@ def survey(name: str, context, now: float) -> dict:
                         "unknown")
 
 
-def observed(name: str, context, now: float) -> dict:
-    state_read = rundir.read_state(rundir.service_dir(context.run_dir, name))
+def observed(name: str, context, now: float, graph: dict, state_read: tuple | None = None) -> dict:
+    state_read = state_read or rundir.read_state(rundir.service_dir(context.run_dir, name))
     broken = None
     try:
         config = configuration.load(name, context.config_dir, state=state_read[0], for_display=True)
     except SvctlError as exc:  # a running service whose file was since broken is still running
         config, broken = running_definition(name, state_read[0], exc), exc
+    if config.requires:
+        graph[name] = config.requires
     obs = observe(config, context.run_dir, state_read)
     code, headline, warnings = decide(obs)
     machine = obs.machine
@@ -121,7 +179,9 @@ def observed(name: str, context, now: float) -> dict:
     }
     if code == Status.UNKNOWN:
         row["error"] = printable(headline.removeprefix("status unknown: "))
-    if broken is not None:
+    if broken is not None and not os.path.lexists(configuration.service_path(name, context.config_dir)):
+        row["error"] = "no service file: running on its recorded definition"
+    elif broken is not None:
         row["error"] = f"the service file is invalid, running on its last definition: {short(broken)}"
     if obs.state_problem and row["error"] is None:  # a damaged state.json: who runs is unknown
         row["error"] = printable(obs.state_problem)
@@ -196,6 +256,8 @@ def line(row: dict, now: float) -> tuple[str, ...]:
 def last(row: dict, now: float) -> str:
     """The last column: what went wrong most recently, most telling first."""
     said = [cut(row["error"])] if row["error"] else []  # (why a service can't be used: the fix matters)
+    said += [cut(f"warning: {warning}", PART_WIDTH) for warning in row["warnings"]
+             if warning.startswith(GRAPH_WARNING)]  # (what `start` would refuse: shown in the table)
     if row["rejected"]:
         said.append(cut(f"config rejected: {row['rejected']['reason']}", PART_WIDTH))
     if row["gave_up_reason"] and row["state"] == "gave-up":

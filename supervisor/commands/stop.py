@@ -3,8 +3,9 @@
 It reads only the supervisor's identity file and asks over the control socket, so it loads no
 TOML, no JSON and not the socket module: a stop is timed against start-stop-daemon. A service
 that another one might require (some other file in the config dir mentions `requires` and its
-name: a byte scan, no parsing) takes the general path, which stops the dependents first. Everything
-else (no supervisor, an orphaned service, stale PID files, non-root callers) goes through the
+name: a byte scan, no parsing) takes the general path, which stops the dependents first (and, if
+the service's own file is broken or gone, stops it with the definition its supervisor recorded:
+lifecycle.load_for_stop). Everything else (no supervisor, an orphaned service, stale PID files, non-root callers) goes through the
 general path in lifecycle.py.
 """
 

@@ -55,7 +55,7 @@ def render_proxy_service(layout: Layout, options: InitOptions) -> str:
     lines = [
         f"# {layout.proxy_service_file}: written by `svctl init jupyterhub --proxy external`.",
         f"# The proxy of the {SERVICE} service, supervised on its own so that restarting the hub (every",
-        f"# reload) keeps the proxy, its routes and the user servers answering. The hub requires it:",
+        "# reload) keeps the proxy, its routes and the user servers answering. The hub requires it:",
         f"# `svctl start {SERVICE}` starts this first, `svctl stop {PROXY_SERVICE}` stops the hub first.",
         "# This file holds the proxy's API token (shared with the hub's service file), so it is 0600.",
         f"description = {json.dumps('configurable-http-proxy for JupyterHub')}",

@@ -12,13 +12,27 @@ can't be reused by anyone else before we have reaped it, and the loop reaps only
 
 The exception is the jupyterhub preset: users' servers are children of the hub started in their
 own session, and they are meant to survive a hub restart (svctl's generated config has
-``cleanup_servers = False``). There the escapees are left alone on restarts and on a plain stop;
-only ``svctl stop NAME --stop-user-servers`` (control command "stop-all") takes them too.
+``cleanup_servers = False``). Only what really is a user's server is kept, on restarts and on a
+plain stop: a process whose environment holds JUPYTERHUB_API_TOKEN or JUPYTERHUB_SERVICE_PREFIX,
+which JupyterHub's spawners set for every single-user server (and a hook or a check never has:
+hooks get a minimal environment, and a check's TMPDIR is its svctl-check- scratch directory). The
+hub's own setsid helpers, what a crash left behind, anything else: the schedule, like any service.
+``svctl stop NAME --stop-user-servers`` (control command "stop-all") takes the servers too.
+
+For a service with a non-root ``user``, only escapees whose real uid is that user's are its
+escapees: a descendant that became root through a setuid program (su, sudo, a setuid helper) is
+not the service user's to kill, and signalling it as root would let the service user have root
+kill (and so disrupt) a root process. A root service's escapees are all of them.
+
+A stop signal is followed by SIGCONT (as systemd does after KillSignal=): a stopped process
+(SIGSTOP, Ctrl-Z) would otherwise never see the TERM and wait for the KILL at the schedule's end.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import time
 from collections.abc import Callable, Iterable
 
 from supervisor.unix.identity import process_group_alive, read_stat
@@ -53,24 +67,104 @@ def parent_of(pid: int) -> int | None:
     return int(raw[raw.rindex(b")") + 2:].split()[1])
 
 
+# signals after which a stopped process must be continued to act on them (the others either act
+# on a stopped process anyway, or are themselves stop/continue signals)
+NO_CONT_AFTER = {signal.SIGKILL, signal.SIGSTOP, signal.SIGCONT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
+USER_SERVER_MARKS = (b"JUPYTERHUB_API_TOKEN=", b"JUPYTERHUB_SERVICE_PREFIX=")
+ENVIRON_LIMIT = 2 * 1024 * 1024  # the kernel caps argv + environment at a quarter of the stack: 2 MiB usually
+
+
+def environment_of(pid: int, limit: int = ENVIRON_LIMIT) -> list[bytes] | None:
+    """The NAME=value strings PID was exec'd with, its first LIMIT bytes (as root: our child);
+    None when that is not ours to read (another uid's, without CAP_SYS_PTRACE: a container)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb", buffering=0) as handle:
+            return handle.read(limit).split(b"\0")
+    except PermissionError:
+        return None
+    except OSError:
+        return []  # gone
+
+
+def is_user_server(pid: int) -> bool:
+    """A JupyterHub single-user server (or what one left behind): its spawner set these. One we
+    may not inspect (another uid's, and no CAP_SYS_PTRACE: a default container) is kept, as every
+    escapee was before this test: losing users' work is worse than a helper left running."""
+    environment = environment_of(pid)
+    if environment is None:
+        return True
+    if any(entry.startswith(b"TMPDIR=") and b"/svctl-check-" in entry for entry in environment):
+        return False  # a check's leftover, whatever the service's environment table holds
+    return any(entry.startswith(USER_SERVER_MARKS) for entry in environment)
+
+
+def real_uid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"Uid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def service_uid(config) -> int | None:
+    """The uid the service runs as, when that is not root (None: root, every escapee is its own)."""
+    if not config.user or os.geteuid() != 0:
+        return None
+    import pwd
+
+    try:
+        return pwd.getpwnam(config.user).pw_uid or None
+    except KeyError:
+        return None  # spawn refuses it: nothing of the service will run
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL to what is left of a helper's group (call while its leader is an un-reaped zombie,
+    which keeps the group's ID from being reused)."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def send_stop_signal(send: Callable[[int], None], number: int) -> None:
+    """SEND(NUMBER), then SEND(SIGCONT) when a stopped target must wake to act on NUMBER."""
+    for each in (number, signal.SIGCONT) if number not in NO_CONT_AFTER else (number,):
+        try:
+            send(each)
+        except OSError:  # gone meanwhile (ESRCH), or not ours to signal
+            pass
+
+
 class Leftovers:
     """The service's process group plus its escapees, as one thing to signal and wait for."""
 
-    def __init__(self, preset: str, not_escapees: Callable[[], Iterable[int | None]]) -> None:
-        self.keep_escapees = preset == "jupyterhub"  # users' servers outlive the hub (see above)
+    def __init__(self, preset: str, not_escapees: Callable[[], Iterable[int | None]], uid: int | None = None) -> None:
+        self.keep_user_servers = preset == "jupyterhub"  # users' servers outlive the hub (see above)
         self.take_all = False  # "stop-all": this stop takes the kept ones too
         self.not_escapees = not_escapees  # the service, the check, the hook: PIDs that are no escapee
+        self.uid = uid  # the service's user; None or 0: root, every escapee is its own
         # children we had before the service ever ran (a boot script's `cmd & exec svctl ...`) are
         # nobody's leftovers; made before the first spawn
         self.foreign = set(children_of(os.getpid()))
+        self.servers: set[int] = set()  # known users' servers (an un-reaped child's PID is not reused)
         self.last_signal: int | None = None
         self.signalled: set[int] = set()
 
     def escapees(self) -> list[int]:
-        if self.keep_escapees and not self.take_all:
-            return []
         ours = {pid for pid in self.not_escapees() if pid} | self.foreign
-        return [pid for pid in children_of(os.getpid()) if pid not in ours]
+        found = [pid for pid in children_of(os.getpid()) if pid not in ours]
+        if self.uid:  # a non-root service: only what still runs as its user (see above)
+            found = [pid for pid in found if real_uid(pid) == self.uid]
+        if self.keep_user_servers:
+            self.servers &= set(found)
+            self.servers |= {pid for pid in found if pid not in self.servers and is_user_server(pid)}
+            if not self.take_all:
+                found = [pid for pid in found if pid not in self.servers]
+        return found
 
     def alive(self, pgid: int | None) -> bool:
         """Is anything of the service left? An escapee that appeared after the last signal of this
@@ -88,14 +182,43 @@ class Leftovers:
         self.send(self.escapees(), number)
 
     def send(self, pids: list[int], number: int) -> None:
-        for pid in pids:
-            try:
-                os.kill(pid, number)  # our un-reaped child: the PID can't be someone else's
-            except OSError:
-                pass
+        for pid in pids:  # our un-reaped child: the PID can't be someone else's
+            send_stop_signal(lambda each, pid=pid: os.kill(pid, each), number)
             self.signalled.add(pid)
 
     def reset(self) -> None:
         """A new stop run begins, or the last one is over: no signal is owed to newcomers."""
         self.last_signal = None
         self.signalled.clear()
+
+
+class ReapLog:
+    """The "reaped" events, at most BURST a second: a fork relay's orphans (thousands a second)
+    must not flood the events file. What is held back becomes one "reaped_more" line, with the
+    count, when the second is over (the runtime's "reaped" timer calls flush)."""
+
+    BURST = 5
+
+    def __init__(self, log, timers: dict) -> None:
+        self.log, self.timers = log, timers
+        self.window_end = 0.0
+        self.written = self.held_back = 0
+
+    def reaped(self, pid: int, status: str) -> None:
+        now = time.monotonic()
+        if now >= self.window_end:
+            self.flush()
+            self.window_end, self.written = now + 1.0, 0
+        if self.written < self.BURST:
+            self.written += 1
+            self.log.event("reaped", pid=pid, status=status)
+        else:
+            self.held_back += 1
+            self.timers["reaped"] = self.window_end
+
+    def flush(self) -> None:
+        self.timers.pop("reaped", None)
+        if self.held_back:
+            self.log.event("reaped_more", count=self.held_back, detail="orphans reaped in a second beyond the "
+                           f"first {self.BURST}; not logged one by one")
+            self.held_back = 0

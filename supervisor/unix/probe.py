@@ -45,7 +45,8 @@ def failure(url: str, timeout: float) -> str | None:
     else:
         connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        connection.request("GET", parts.path or "/", headers={"User-Agent": "svctl-probe"})
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")  # ?token=...: part of the URL
+        connection.request("GET", target, headers={"User-Agent": "svctl-probe"})
         status = connection.getresponse().status
         return None if status == 200 else f"HTTP {status}"
     except (OSError, http.client.HTTPException) as exc:

@@ -125,7 +125,7 @@ def locate(path: str, *, create_dirs: bool = False, dir_mode: int = 0o755) -> Pl
     """Walk to the directory holding PATH's last component; see the module docstring.
 
     With ``create_dirs``, missing directories under trusted ones are created (root-owned,
-    ``dir_mode``); a missing directory under a user's directory is left for the user's helper.
+    exactly ``dir_mode`` whatever the caller's umask); a missing directory under a user's directory is left for the user's helper.
     Raises UnsafePath (refused), FileNotFoundError / NotADirectoryError (missing).
     """
     parts = _split(path)
@@ -136,6 +136,7 @@ def locate(path: str, *, create_dirs: bool = False, dir_mode: int = 0o755) -> Pl
     current, hops = "/", 0
     owner = group = controlled_from = None
     shared = False
+    created: set[str] = set()  # directories made here: given DIR_MODE whatever the umask
     try:
         judge_directory(os.fstat(fd), "/")
         pending = list(directories)
@@ -154,6 +155,7 @@ def locate(path: str, *, create_dirs: bool = False, dir_mode: int = 0o755) -> Pl
                     raise FileNotFoundError(errno.ENOENT, f"{next_path}: no such directory") from None
                 try:
                     os.mkdir(part, dir_mode, dir_fd=fd)
+                    created.add(next_path)
                 except FileExistsError:
                     pass
                 pending.insert(0, part)  # and now open it like any other
@@ -182,6 +184,8 @@ def locate(path: str, *, create_dirs: bool = False, dir_mode: int = 0o755) -> Pl
                 continue
             os.close(fd)
             fd, current = next_fd, next_path
+            if current in created:  # mkdir's mode went through the caller's umask (077: 0700)
+                os.fchmod(fd, dir_mode)
             info = os.fstat(fd)
             if owner is None:
                 verdict, uid = judge_directory(info, current, last=not pending)

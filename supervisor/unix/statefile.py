@@ -2,7 +2,8 @@
 survives a full disk or a full descriptor table.
 
 state.json is world-readable (0644: `svctl status` works for everyone), so the published config
-record leaves out the ``environment`` table (its values are often secrets) and says it is
+record leaves out the ``environment`` table (its values are often secrets), for a service file
+that is not world-readable also on_failure and the health/ready query strings, and says it is
 ``redacted``, and every environment value is masked in the machine's status (a rejected check's
 summary may quote one).
 
@@ -28,14 +29,37 @@ TIMES = ("started_at", "ready_at", "last_exit_at", "next_retry_at", "degraded_at
 
 def public_record(config) -> dict | None:
     """The config record for state.json (lets `status` skip the TOML parser), minus the
-    environment's values: incomplete then, so it says so ("redacted") and only `status` uses it."""
+    environment's values, and, for a service file not readable by everyone (0600: its admin meant
+    it private), minus on_failure (its arguments may hold a token) and the query strings of health
+    and ready (?token=...). Incomplete then, so it says so ("redacted"): config.load uses such a
+    record only for display (status), anything that may start the service parses the file."""
     from supervisor.config import record
 
     entry = record(config)
-    if entry is None or "environment" not in entry["data"]:
+    if entry is None:
         return entry
-    data = {key: value for key, value in entry["data"].items() if key != "environment"}
+    data, private = dict(entry["data"]), not world_readable(config.path)
+    data.pop("environment", None)
+    if private:
+        data.pop("on_failure", None)
+        for key in ("health", "ready"):
+            if isinstance(data.get(key), str) and "?" in data[key]:
+                data[key] = data[key].partition("?")[0] + "?" + REDACTED_QUERY
+    if data == entry["data"]:
+        return entry
     return {**entry, "data": data, "redacted": True}
+
+
+REDACTED_QUERY = "(redacted)"  # what `svctl status` shows of a private file's ?token=...
+
+
+def world_readable(path: str) -> bool:
+    import stat
+
+    try:
+        return bool(os.stat(path).st_mode & stat.S_IROTH)
+    except OSError:
+        return False  # unknown: the safe answer
 
 
 def public_status(status: dict, now_wall: float, now_mono: float, secrets: tuple[str, ...]) -> dict:

@@ -2,8 +2,9 @@
 is its own service, so a config reload restarts only the hub and a running user server answers
 every request made meanwhile.
 
-In an IPv4-less network namespace: init (dummy authenticator, external proxy) -> one `svctl start
-jupyterhub`, which starts jupyterhub-proxy first (the hub's `requires`) -> start alice's server through the hub API (a service token
+In an IPv4-less network namespace: init (dummy authenticator, external proxy) -> the init.d shims
+of `svctl install` and one real `service jupyterhub start`, which starts jupyterhub-proxy first (the
+hub's `requires`) -> start alice's server through the hub API (a service token
 appended to the config) -> a loop inside the namespace GETs https://[::1]:PORT/user/alice/api
 through the proxy while an edit of the watched config makes svctl restart the hub (reload_applied in
 the hub's events file) -> 0 failed requests, a new hub PID, the same proxy and user-server PIDs ->
@@ -18,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from helpers import ARTIFACTS, Namespace, events, missing, processes, svctl, wait_for
@@ -88,8 +90,19 @@ def test_reload_keeps_user_servers_answering(netns, tmp_path):
     with open(config_path, "a") as handle:
         handle.write(f"\nc.JupyterHub.services = [{service!r}]\nc.JupyterHub.load_roles = [{role!r}]\n")
 
+    # The init.d shims, as `svctl install` writes them, run by the real service(8) in a private
+    # mount namespace (a tmpfs over /etc/init.d): what an operator's `service jupyterhub start` does.
+    boot_root = tmp_path / "boot"
+    svctl_command = str(Path(sys.executable).with_name("svctl"))  # the entry point the shim calls
+    for name in ("jupyterhub-proxy", "jupyterhub"):
+        installed = subprocess.run([svctl_command, *cli[3:], "install", name, "--root", str(boot_root), "--initd",
+                                    "--no-systemd"], capture_output=True, text=True, check=False)
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+    shims = boot_root / "etc/init.d"
     started = time.monotonic()
-    hub_start = netns.run(*cli, "start", "jupyterhub")  # requires = ["jupyterhub-proxy"]: starts both
+    hub_start = netns.run("unshare", "-m", "sh", "-c", "mount -t tmpfs svctl-initd /etc/init.d && "
+                          f"cp {shims}/jupyterhub {shims}/jupyterhub-proxy /etc/init.d/ && "
+                          "exec service jupyterhub start")  # requires = ["jupyterhub-proxy"]: starts both
     assert hub_start.returncode == 0, hub_start.stdout + hub_start.stderr
     assert hub_start.stdout.splitlines() == ["jupyterhub: starting jupyterhub-proxy first (required)",
                                              "jupyterhub-proxy: started", "jupyterhub: started"], hub_start.stdout

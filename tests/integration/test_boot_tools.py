@@ -275,3 +275,37 @@ def test_systemd_analyze_verify_accepts_requires_and_process_settings(tmp_path):
         pytest.skip(f"systemd-analyze cannot run here: {done.stderr.strip()}")
     assert done.returncode == 0, done.stderr
     assert "svctl-dep" not in done.stderr, done.stderr
+
+
+def test_install_print_and_root_check_the_dependencies(tmp_path):
+    """Follow-up item 3: `install NAME --print` (and --root) checks the graph as the real install
+    does: a cycle or an unknown requirement is exit 6 with nothing shown or written; a requirement
+    whose boot file is missing is the same note (on stderr with --print, the files on stdout)."""
+    svctl = str(svctl_command())
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "dep-a.toml").write_text('command = ["/bin/sleep", "1000"]\nrequires = ["dep-c"]\n')
+    (etc / "dep-b.toml").write_text('command = ["/bin/sleep", "1000"]\nrequires = ["dep-a"]\n')
+    (etc / "dep-c.toml").write_text('command = ["/bin/sleep", "1000"]\nrequires = ["dep-b"]\n')
+    (etc / "dep-u.toml").write_text('command = ["/bin/sleep", "1000"]\nrequires = ["nosuch"]\n')
+    (etc / "dep-ok.toml").write_text('command = ["/bin/sleep", "1000"]\nrequires = ["dep-base"]\n')
+    (etc / "dep-base.toml").write_text('command = ["/bin/sleep", "1000"]\n')
+
+    def install(name, *options):
+        return subprocess.run([svctl, "--config-dir", str(etc), "--run-dir", str(tmp_path / "run"), "install",
+                               name, "--no-systemd", *options], capture_output=True, text=True, timeout=60,
+                              check=False)
+
+    root = tmp_path / "root"
+    for options in (("--print",), ("--root", str(root)), ("--print", "--root", str(root))):
+        cycle = install("dep-b", *options)
+        assert cycle.returncode == 6 and "a dependency cycle" in cycle.stderr, (options, cycle.stderr)
+        unknown = install("dep-u", *options)
+        assert unknown.returncode == 6 and "unknown service 'nosuch'" in unknown.stderr, (options, unknown.stderr)
+        assert cycle.stdout == unknown.stdout == "" and not root.exists(), options
+    shown = install("dep-ok", "--print", "--root", str(root))
+    assert shown.returncode == 0 and shown.stdout.startswith("==> /etc/init.d/dep-ok"), shown.stdout + shown.stderr
+    assert f"dep-ok: requires dep-base, whose boot file {root}/etc/init.d/dep-base is not installed (yet)" \
+        in shown.stderr
+    written = install("dep-ok", "--root", str(root))
+    assert written.returncode == 0 and "is not installed (yet)" in written.stdout, written.stdout + written.stderr

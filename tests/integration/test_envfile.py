@@ -199,3 +199,88 @@ def test_an_edited_env_file_counts_as_a_change_for_an_otherwise_unchanged_reload
     second = sandbox.service_pid()
     assert second != first and environ(second)["VERSION"] == "two"
     stop(sandbox)
+
+
+def test_a_leading_utf8_bom_is_skipped(sandbox):
+    """Review item 8: a file saved by an editor that writes a BOM was "a bad name on line 1"."""
+    envfile = sandbox.base / "demo.env"
+    envfile.write_bytes(b"\xef\xbb\xbfFIRST=one\nSECOND=two\n")
+    sandbox.service("demo", environment_file=str(envfile))
+    pid = started(sandbox)
+    try:
+        seen = environ(pid)
+        assert seen["FIRST"] == "one" and seen["SECOND"] == "two"
+        assert not any(key.startswith("\ufeff") for key in seen)
+    finally:
+        stop(sandbox)
+
+
+def test_a_bom_elsewhere_is_still_a_bad_name(sandbox):
+    envfile = sandbox.base / "demo.env"
+    envfile.write_bytes(b"FIRST=one\n\xef\xbb\xbfSECOND=two\n")
+    sandbox.service("demo", environment_file=str(envfile))
+    one_line_exit_6(sandbox.cli("start", "demo"), str(envfile), "line 2")
+
+
+def check_fix(sandbox, code: str = "environment-file-invalid") -> str:
+    import json
+
+    result = sandbox.cli("check", "demo", "--json")
+    assert result.returncode == 6, result.stdout + result.stderr
+    findings = {finding["code"]: finding for finding in json.loads(result.stdout)["findings"]}
+    return findings[code]["fix"]
+
+
+SYNTAX_HINT = "KEY=value lines"
+
+
+def test_check_gives_a_syntax_error_the_syntax_hint(sandbox):
+    """Review item 7: each kind of problem its own fix; the syntax hint only for syntax."""
+    envfile = sandbox.base / "demo.env"
+    envfile.write_text("A = 1\n")
+    sandbox.service("demo", environment_file=str(envfile))
+    assert SYNTAX_HINT in check_fix(sandbox)
+
+
+def test_check_tells_how_to_fix_a_missing_file(sandbox):
+    missing = sandbox.base / "missing.env"
+    sandbox.service("demo", environment_file=str(missing))
+    fix = check_fix(sandbox)
+    assert SYNTAX_HINT not in fix
+    assert f"create {missing}" in fix and f'"-{missing}"' in fix, fix
+
+
+def test_check_tells_how_to_fix_a_world_writable_file(sandbox):
+    envfile = sandbox.base / "demo.env"
+    envfile.write_text("A=1\n")
+    os.chmod(envfile, 0o666)
+    sandbox.service("demo", environment_file=str(envfile))
+    assert check_fix(sandbox) == f"chmod go-w {envfile}"
+
+
+def test_check_tells_how_to_fix_a_file_of_the_wrong_owner(sandbox):
+    import pwd
+
+    envfile = sandbox.base / "demo.env"
+    envfile.write_text("A=1\n")
+    nobody = pwd.getpwnam("nobody")
+    os.chown(envfile, nobody.pw_uid, nobody.pw_gid)
+    sandbox.service("demo", environment_file=str(envfile))
+    assert check_fix(sandbox) == f"chown root {envfile}"
+
+
+def test_check_tells_how_to_fix_a_file_the_user_may_not_read(sandbox):
+    """A root 0600 file the nobody service's user must read itself (its directory is nobody's)."""
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    home = sandbox.base / "nobody-home"
+    home.mkdir(mode=0o755)
+    os.chown(home, nobody.pw_uid, nobody.pw_gid)
+    envfile = home / "demo.env"
+    envfile.write_text("A=1\n")
+    os.chmod(envfile, 0o600)
+    sandbox.service("demo", command=["/bin/sleep", "300"], user="nobody", environment_file=str(envfile))
+    fix = check_fix(sandbox)
+    assert SYNTAX_HINT not in fix
+    assert f"let nobody read {envfile}" in fix, fix

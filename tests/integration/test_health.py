@@ -25,6 +25,11 @@ class Server(http.server.HTTPServer):
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        if len(sys.argv) > 2 and self.path != sys.argv[2]:  # a token in the query, say
+            self.send_response(403)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         self.send_response(200)
         self.send_header("Content-Length", "2")
         self.end_headers()
@@ -38,12 +43,13 @@ Server(("::1", int(sys.argv[1])), Handler).serve_forever()
 """
 
 
-def http_service(sandbox) -> None:
+def http_service(sandbox, target: str = "/") -> None:
+    """TARGET: the one path (and query) the server answers 200 to."""
     script = sandbox.base / "server.py"
     script.write_text(SERVER)
     port = free_port()
-    url = f"http://[::1]:{port}/"
-    sandbox.service("demo", command=[PYTHON, str(script), str(port)], ready=url, ready_timeout=10, health=url,
+    url = f"http://[::1]:{port}{target}"
+    sandbox.service("demo", command=[PYTHON, str(script), str(port), target], ready=url, ready_timeout=10, health=url,
                     health_interval=INTERVAL, health_failures=FAILURES, health_timeout=TIMEOUT, stop=SCHEDULE,
                     restart="always", min_uptime=0.5)
 
@@ -98,4 +104,18 @@ def test_a_healthy_service_is_never_restarted(sandbox):
     assert sandbox.service_pid() == pid and sandbox.state()["machine"]["restarts"] == 0
     events = [e["event"] for e in sandbox.events()]
     assert "health_failed" not in events and "health_restart" not in events
+    assert sandbox.cli("stop", "demo").returncode == 0
+
+
+def test_the_query_string_is_part_of_what_is_probed(sandbox):
+    """http://host/health?token=abc is GET /health?token=abc: a service that wants its token
+    passes (and is not restarted forever)."""
+    http_service(sandbox, "/health?token=abc")
+    result = sandbox.cli("start", "demo")
+    assert result.returncode == 0, result.stdout + result.stderr
+    pid = sandbox.service_pid()
+    poll_until(lambda: health(sandbox).get("state") == "passing", timeout=3, what="a passing probe")
+    time.sleep(INTERVAL * (FAILURES + 2))
+    assert health(sandbox)["failures"] == 0 and health(sandbox)["restarts"] == 0
+    assert sandbox.service_pid() == pid
     assert sandbox.cli("stop", "demo").returncode == 0

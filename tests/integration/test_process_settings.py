@@ -143,3 +143,92 @@ def test_check_without_process_settings_says_nothing_about_them(sandbox):
     as_json = json.loads(sandbox.cli("check", "demo", "--json").stdout)
     assert as_json["process"] == {}
     assert "process settings" not in sandbox.cli("check", "demo").stdout
+
+
+# --- the review's findings (items 2 to 4) ---------------------------------------------------------
+
+def cli_with_umask(sandbox, umask: int, *args: str, wait: bool = True):
+    """`svctl ARGS` started from a shell whose umask is UMASK (as an admin's `umask 077` would)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    command = [sys.executable, "-m", "supervisor", "--config-dir", str(sandbox.etc),
+               "--run-dir", str(sandbox.run / "svctl"), *args]
+    if wait:
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=REPO, umask=umask, check=False)
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, umask=umask)
+
+
+def mode_of(path) -> int:
+    return os.stat(path).st_mode & 0o7777
+
+
+def test_svctl_run_from_a_umask_077_shell_gives_the_service_0022_and_a_0755_run_dir(sandbox):
+    """Item 2: the supervisor's umask is its own (0022), not the caller's: a service with no
+    `umask` gets what `svctl start` gives it, and nobody's `svctl status` can read the run dir."""
+    from conftest import poll_until
+
+    sandbox.service("demo", command=SLEEP)
+    run = cli_with_umask(sandbox, 0o077, "run", "demo", wait=False)
+    try:
+        poll_until(lambda: sandbox.service_pid() is not None, timeout=10, what="the service running")
+        pid = sandbox.service_pid()
+        assert status_field(pid, "Umask") == "0022"
+        assert status_field(run.pid, "Umask") == "0022"
+        assert mode_of(sandbox.run / "svctl" / "demo") == 0o755
+        status = sandbox.cli("status", "demo", user="nobody")
+        assert status.returncode == 0, status.stdout + status.stderr
+    finally:
+        assert sandbox.cli("stop", "demo").returncode == 0
+        run.wait(timeout=20)
+
+
+def test_svctl_start_from_a_umask_077_shell_creates_run_dirs_0755(sandbox):
+    """Item 2: `svctl start` creates RUN_DIR and RUN_DIR/NAME before it detaches, still under the
+    caller's umask: safefs gives what it creates the intended mode, so status works for nobody."""
+    sandbox.service("demo", command=SLEEP)
+    result = cli_with_umask(sandbox, 0o077, "start", "demo")
+    assert result.returncode == 0, result.stderr
+    try:
+        assert mode_of(sandbox.run / "svctl") == 0o755
+        assert mode_of(sandbox.run / "svctl" / "demo") == 0o755
+        assert status_field(sandbox.service_pid(), "Umask") == "0022"
+        status = sandbox.cli("status", "demo", user="nobody")
+        assert status.returncode == 0, status.stdout + status.stderr
+    finally:
+        assert sandbox.cli("stop", "demo").returncode == 0
+
+
+def refused_line(result, code: int = 6) -> str:
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("number", [22, 777, 0])
+def test_a_umask_given_as_a_toml_number_is_refused_with_a_hint(sandbox, number):
+    """Item 3: umask = 22 used to be read as decimal (0026) without a word."""
+    path = sandbox.service("demo", command=SLEEP)
+    path.write_text(path.read_text() + f"umask = {number}\n")
+    line = refused_line(sandbox.cli("start", "demo"))
+    assert f"{path}: umask:" in line and 'umask = "0022"' in line and "decimal" in line, line
+    assert not (sandbox.run / "demo.pid").exists()
+
+
+def test_a_group_listed_twice_is_refused(sandbox):
+    """Item 4: as requires does."""
+    path = sandbox.service("demo", command=SLEEP, groups=["adm", "users", "adm"])
+    line = refused_line(sandbox.cli("start", "demo"))
+    assert f"{path}: groups:" in line and "'adm' is listed twice" in line, line
+
+
+def test_unlimited_is_the_same_as_infinity(sandbox):
+    """Item 4: both words are accepted (and documented)."""
+    pid = start(sandbox, limits={"core": [0, "unlimited"]})
+    try:
+        assert limits_of(pid)["Max core file size"] == ("0", "unlimited")
+    finally:
+        assert sandbox.cli("stop", "demo").returncode == 0

@@ -4,7 +4,6 @@ unknown names and cycles are exit 6. Real supervisors and services, short stop s
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
@@ -207,3 +206,115 @@ def test_run_waits_for_a_requirement_that_is_starting(sandbox):
                 process.kill()
                 process.wait()
         sandbox.cli("stop", "a")
+
+
+# ---- operator review / red team of issue 13 (items 1-9 of the follow-up) ----------------------
+
+
+def chain(sandbox, names=("a", "b", "c")):
+    """B requires A, C requires B; all three started (by `start c`)."""
+    first, *rest = names
+    sandbox.service(first)
+    for needed, name in zip(names, rest, strict=False):
+        sandbox.service(name, requires=[needed])
+    result = sandbox.cli("start", names[-1])
+    assert result.returncode == 0, result.stderr
+    return {name: sandbox.service_pid(name) for name in names}
+
+
+def test_restart_checks_the_graph_before_stopping_anything_cycle(sandbox):
+    """Item 1: a cycle made after the start (a now requires c) is exit 6 with nothing stopped."""
+    pids = chain(sandbox)
+    sandbox.service("a", requires=["c"])
+    for verb in ("restart", "try-restart"):
+        result = sandbox.cli(verb, "a")
+        assert result.returncode == 6, result.stdout + result.stderr
+        assert "a dependency cycle: a -> c -> b -> a" in result.stderr
+        assert "stopping" not in result.stdout
+        assert all(alive(pid) for pid in pids.values()) and all(running(sandbox, name) for name in "abc")
+    assert sandbox.cli("stop", "a").returncode == 0  # (a stop still works: item 4)
+
+
+def test_restart_checks_the_graph_before_stopping_anything_missing_requirement(sandbox):
+    """Item 1: a requirement's file removed: restart of its dependent is exit 6, nothing stopped."""
+    pids = chain(sandbox)
+    (sandbox.etc / "a.toml").unlink()
+    result = sandbox.cli("restart", "b")
+    assert result.returncode == 6 and "unknown service 'a'" in result.stderr, result.stderr
+    assert all(alive(pid) for pid in pids.values())
+    # a running dependent's own requirement missing is refused too (it would be started again)
+    sandbox.service("a")
+    sandbox.service("x", requires=["b"])
+    sandbox.service("c", requires=["b", "nosuch"])
+    result = sandbox.cli("restart", "b")
+    assert result.returncode == 6 and "unknown service 'nosuch'" in result.stderr, result.stderr
+    assert all(alive(pid) for pid in pids.values())
+    for name in "cba":
+        assert sandbox.cli("stop", name).returncode == 0
+
+
+@pytest.mark.parametrize("breakage", ["invalid", "removed"])
+def test_a_required_service_with_a_broken_file_still_stops(sandbox, breakage):
+    """Item 2: db's file broken or gone: `stop db` stops web (which requires it), then db."""
+    sandbox.service("db")
+    sandbox.service("web", requires=["db"])
+    assert sandbox.cli("start", "web").returncode == 0
+    db_pid, web_pid = sandbox.service_pid("db"), sandbox.service_pid("web")
+    if breakage == "invalid":
+        with open(sandbox.etc / "db.toml", "a") as handle:
+            handle.write('ready_timeout = "ten"\n')
+    else:
+        (sandbox.etc / "db.toml").unlink()
+    result = sandbox.cli("stop", "db")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == ["db: stopping web first (requires db)", "web: stopped", "db: stopped"]
+    assert "stopping it with the definition it runs with" in result.stderr
+    assert not alive(db_pid) and not alive(web_pid)
+    again = sandbox.cli("stop", "db")  # nothing runs on a record any more: the file's error, as before
+    assert again.returncode == 6, again.stdout + again.stderr
+
+
+def test_a_cycle_through_the_stopped_service_is_a_warning_and_the_stop_goes_ahead(sandbox):
+    """Item 4: a -> b -> c -> a (made after the start): `stop c` warns naming the cycle, stops a and b
+    first, then c; `start` refuses it."""
+    pids = chain(sandbox, ("c", "a", "b"))  # a requires c, b requires a
+    sandbox.service("c", requires=["b"])
+    result = sandbox.cli("stop", "c")
+    assert result.returncode == 0, result.stderr
+    assert "warning: " in result.stderr and "a dependency cycle: a -> c -> b -> a" in result.stderr
+    assert result.stdout.splitlines() == ["c: stopping b first (requires a)", "b: stopped",
+                                          "c: stopping a first (requires c)", "a: stopped", "c: stopped"]
+    assert not any(alive(pid) for pid in pids.values())
+    start = sandbox.cli("start", "c")
+    assert start.returncode == 6 and "a dependency cycle" in start.stderr
+    assert not any(running(sandbox, name) for name in "abc")
+
+
+def test_a_symlinked_dependent_file_is_followed(sandbox):
+    """Item 5: etc/b.toml -> ../real/b.toml (trusted): `stop a` stops b first."""
+    real = sandbox.base / "real"
+    real.mkdir(mode=0o755)
+    sandbox.service("a")
+    sandbox.service("b", requires=["a"]).rename(real / "b.toml")
+    (sandbox.etc / "b.toml").symlink_to("../real/b.toml")
+    assert sandbox.cli("start", "b").returncode == 0
+    b_pid = sandbox.service_pid("b")
+    result = sandbox.cli("stop", "a")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "a: stopping b first (requires a)"
+    assert not alive(b_pid)
+
+
+def test_a_supervisor_reply_with_terminal_escapes_is_printed_one_line_escaped(sandbox):
+    """Item 9: a check's output (service-user controlled) in the reload reply: no raw escapes."""
+    flag = sandbox.base / "bad"
+    check = (f"import os, sys\nif os.path.exists({str(flag)!r}):\n"
+             "    sys.exit('evil \\x1b]0;pwned\\x07 \\x1b[2J\\nsecond line')\n")
+    sandbox.service("demo", check=[PYTHON, "-c", check], check_timeout=10)
+    assert sandbox.cli("start", "demo").returncode == 0
+    flag.write_text("1")
+    result = sandbox.cli("reload", "demo")
+    assert result.returncode != 0
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr, repr(result.stderr)
+    assert "evil" in result.stderr and len(result.stderr.strip().splitlines()) == 1, repr(result.stderr)
+    assert sandbox.cli("stop", "demo").returncode == 0

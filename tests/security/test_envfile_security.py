@@ -92,7 +92,10 @@ def test_a_symlink_to_a_root_only_file_is_not_leaked_to_a_nobody_service(sandbox
 
 
 def test_the_nobody_service_gets_a_root_readable_path_only_as_nobody_could(sandbox):
-    """/etc/default/NAME (root's, 0644) is fine for a nobody service; the same file 0600 is not."""
+    """/etc/default/NAME (root's, 0644) is fine for a nobody service; the same file 0600 is too:
+    every directory on its path is root's alone and so is the file, so nobody cannot have pointed
+    it anywhere and root reads it for the service (review item 6: where secrets usually live, and
+    what systemd's EnvironmentFile= reads as root). Before, a root 0600 file here was refused."""
     envfile = sandbox.base / "demo.env"
     envfile.write_text("SHARED=yes\n")
     os.chmod(envfile, 0o644)
@@ -102,8 +105,54 @@ def test_the_nobody_service_gets_a_root_readable_path_only_as_nobody_could(sandb
     pid = sandbox.service_pid()
     assert Path(f"/proc/{pid}/environ").read_bytes().split(b"\0").count(b"SHARED=yes") == 1
     assert sandbox.cli("stop", "demo").returncode == 0
+    envfile.write_text(SECRET + "\n")
     os.chmod(envfile, 0o600)
-    refused(sandbox.cli("start", "demo"), "Permission denied")
+    result = sandbox.cli("start", "demo")
+    assert result.returncode == 0, result.stderr
+    pid = sandbox.service_pid()
+    assert SECRET.encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert sandbox.cli("stop", "demo").returncode == 0
+
+
+def test_a_root_0600_file_reached_through_a_root_symlink_into_a_nobody_directory_is_read_as_nobody(sandbox):
+    """Root's link, but the directory it leads to is nobody's: nobody could swap the file."""
+    home = sandbox.base / "nobody-home"
+    home.mkdir(mode=0o755)
+    os.chown(home, NOBODY.pw_uid, NOBODY.pw_gid)
+    secret = home / "demo.env"
+    secret.write_text(SECRET + "\n")
+    os.chmod(secret, 0o600)
+    link = sandbox.base / "demo.env"
+    os.symlink(str(secret), str(link))
+    sandbox.service("demo", command=SLEEP, user="nobody", environment_file=str(link))
+    line = refused(sandbox.cli("start", "demo"), "Permission denied", "nobody")
+    assert "hunter2" not in line
+    nothing_started(sandbox)
+
+
+def test_a_root_0600_file_in_a_sticky_shared_directory_is_read_as_nobody(sandbox):
+    """In a /tmp-like directory anyone may add entries (a hard link to a root file, with
+    protected_hardlinks off): root alone does not control it, so the user's own open decides."""
+    shared = sandbox.base / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    envfile = shared / "demo.env"
+    envfile.write_text(SECRET + "\n")
+    os.chmod(envfile, 0o600)
+    sandbox.service("demo", command=SLEEP, user="nobody", environment_file=str(envfile))
+    line = refused(sandbox.cli("start", "demo"), "Permission denied", "nobody")
+    assert "hunter2" not in line
+    nothing_started(sandbox)
+
+
+def test_a_root_owned_group_writable_file_is_read_as_nobody(sandbox):
+    """Only a file root alone can change is root's word: a group-writable one is read as the user."""
+    envfile = sandbox.base / "demo.env"
+    envfile.write_text(SECRET + "\n")
+    os.chmod(envfile, 0o620)
+    sandbox.service("demo", command=SLEEP, user="nobody", environment_file=str(envfile))
+    refused(sandbox.cli("start", "demo"), "Permission denied", "nobody")
+    nothing_started(sandbox)
 
 
 def test_the_nobody_service_may_use_its_own_file_in_its_own_directory(sandbox):

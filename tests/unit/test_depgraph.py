@@ -117,3 +117,29 @@ def test_a_cycle_among_dependents_is_a_config_error(tmp_path):
 def test_direct_requirement():
     config = configuration.from_mapping("hub", "/x/hub.toml", {"command": ["/bin/true"], "requires": ["x", "proxy"]})
     assert depgraph.direct_requirement(config, {"proxy", "db"}) == "proxy"
+
+
+def test_a_cycle_through_the_service_itself_is_found(tmp_path):
+    """Follow-up item 4: a -> b -> c -> a, seen from c (NAME's own requires given)."""
+    write(tmp_path, "a", ["c"])
+    write(tmp_path, "b", ["a"])
+    write(tmp_path, "c", ["b"])
+    with pytest.raises(ConfigError, match=r"a\.toml: requires: a dependency cycle: a -> c -> b -> a"):
+        depgraph.dependents("c", str(tmp_path), load=loader, requires=("b",))
+    said = []  # a stop: a warning, and the dependents found all the same
+    found = depgraph.dependents("c", str(tmp_path), load=loader, requires=("b",), on_cycle=said.append)
+    assert [config.name for config in found] == ["b", "a"]
+    assert len(said) == 1 and "a -> c -> b -> a" in said[0]
+
+
+def test_a_symlinked_service_file_is_scanned(tmp_path):
+    """Follow-up item 5: etc/b.toml -> ../real/b.toml is read (the load judges its trust)."""
+    etc, real = tmp_path / "etc", tmp_path / "real"
+    etc.mkdir()
+    real.mkdir()
+    write(etc, "a")
+    write(real, "b", ["a"])
+    (etc / "b.toml").symlink_to("../real/b.toml")
+    os.mkfifo(real / "fifo")
+    (etc / "c.toml").symlink_to("../real/fifo")  # a link to a FIFO: skipped, never hangs
+    assert depgraph.mentions_requires(str(etc), "a") == ["b"]

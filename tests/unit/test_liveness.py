@@ -1,5 +1,8 @@
 """Liveness in the machine (supervisor/core/liveness.py), driven by a fake clock (no processes)."""
 
+import pytest
+
+from supervisor import config_values
 from supervisor.core import events as ev
 from supervisor.core.backoff import BackoffPolicy
 from supervisor.core.liveness import HealthPolicy
@@ -346,3 +349,30 @@ def test_a_reason_quoting_the_service_is_cut_short_and_printable():
 
     assert shown("HTTP 503") == "HTTP 503"
     assert shown("bad status line: '\x1b[2J" + "x" * 500) == "bad status line: '?[2J" + "x" * 178 + "..."
+
+
+# ---- the URL a probe may be given (config_values.ready_url: health and ready) --------------
+
+def refusal(url: str) -> str | None:
+    try:
+        config_values.ready_url(url, ValueError)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.mark.parametrize("url", ["http://h/health?token=abc", "https://[::1]:8000/hub/health", "tcp://[::1]:9443",
+                                 "http://127.0.0.1:8081/hub/api"])
+def test_urls_a_probe_sends_whole_are_accepted(url):
+    assert refusal(url) is None
+
+
+def test_user_information_is_refused_without_echoing_the_password():
+    reason = refusal("http://admin:s3cret@h/health")
+    assert reason and "not supported" in reason and "s3cret" not in reason and "\n" not in reason
+
+
+def test_a_fragment_is_refused():
+    reason = refusal("http://h/health#section")
+    assert reason and "fragment" in reason and "\n" not in reason
+

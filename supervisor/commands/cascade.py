@@ -1,0 +1,139 @@
+"""The dependency cascade of the lifecycle verbs (`requires = [...]`): start what a service
+requires first, stop what requires it first, check the whole graph before a restart touches
+anything, and make `run` wait for its requirements.
+
+The graph itself (loading, cycles, orders) is supervisor/depgraph.py; this module only drives the
+verbs of lifecycle.py over it. A start or restart refuses a broken graph (exit 6, nothing done);
+a stop reports a cycle as a warning and goes ahead: stopping must always be possible.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from supervisor import config as configuration
+from supervisor.config import ServiceConfig
+from supervisor.errors import Exit, SvctlError
+from supervisor.observe import Observation, observe
+
+
+def say(config: ServiceConfig, message: str) -> None:
+    print(f"{config.name}: {message}")
+
+
+def warner(config: ServiceConfig):
+    def warn(message: str) -> None:
+        print(f"svctl: {config.name}: warning: {message}", file=sys.stderr)
+
+    return warn
+
+
+def running_and_up(obs: Observation) -> bool:
+    """A verified supervisor whose service is running and meant to stay up."""
+    return obs.supervised and obs.machine.get("state") == "running" and obs.machine.get("goal") != "down"
+
+
+def is_running(obs: Observation) -> bool:
+    return obs.supervised or obs.orphaned
+
+
+def start_requirements(config: ServiceConfig, context, order: list[ServiceConfig] | None = None) -> int:
+    """Start what CONFIG requires (recursively, requirements first), each until it is started
+    (ready, when it has `ready`). A requirement that fails stops the chain: its exit code.
+    ORDER: the requirements already loaded (check_restart), else they are loaded here."""
+    from supervisor.commands.lifecycle import require_privilege, start_service
+
+    if not config.requires:
+        return Exit.OK
+    if order is None:
+        from supervisor import depgraph
+
+        order = depgraph.requirements(config.name, context.config_dir)[:-1]
+    for needed in order:
+        require_privilege(needed, context.run_dir, "start")
+        configuration.ensure_paths_exist(needed)
+    for needed in order:
+        if running_and_up(observe(needed, context.run_dir)):
+            continue
+        say(config, f"starting {needed.name} first (required)")
+        code = start_service(needed, context.run_dir)
+        if code != Exit.OK:
+            print(f"svctl: {config.name}: not started: its requirement {needed.name} failed to start "
+                  f"(exit {code})", file=sys.stderr)
+            return code
+    return Exit.OK
+
+
+def find_dependents(config: ServiceConfig, context, strict: bool) -> list[ServiceConfig]:
+    """The services that require CONFIG (directly or not), in stop order. STRICT (restart): a
+    cycle is a ConfigError; otherwise (stop) a warning line, and the dependents found are used."""
+    from supervisor import depgraph
+
+    warn = warner(config)
+    return depgraph.dependents(config.name, context.config_dir, warn=warn, requires=config.requires,
+                               on_cycle=None if strict else warn)
+
+
+def stop_dependents(config: ServiceConfig, context, command: str = "stop",
+                    found: list[ServiceConfig] | None = None) -> tuple[int, list[ServiceConfig]]:
+    """Stop, dependents first, the running services that require CONFIG (directly or not).
+    Returns (exit code, the services stopped, in stop order); a dependent that does not stop
+    leaves CONFIG running (its exit code, with a line naming it). FOUND: already looked up."""
+    from supervisor import depgraph
+    from supervisor.commands.lifecycle import require_privilege, stop_service
+
+    if found is None:
+        found = find_dependents(config, context, strict=False)
+    among = {config.name} | {dependent.name for dependent in found}
+    stopped = []
+    for dependent in found:
+        if not is_running(observe(dependent, context.run_dir)):
+            continue
+        require_privilege(dependent, context.run_dir, "stop")
+        say(config, f"stopping {dependent.name} first (requires {depgraph.direct_requirement(dependent, among)})")
+        code = stop_service(dependent, context.run_dir, command)
+        if code != Exit.OK:
+            print(f"svctl: {config.name}: not stopped: {dependent.name}, which requires it, did not stop "
+                  f"(exit {code})", file=sys.stderr)
+            return code, stopped
+        stopped.append(dependent)
+    return Exit.OK, stopped
+
+
+def check_restart(config: ServiceConfig, context) -> tuple[list[ServiceConfig], list[ServiceConfig]]:
+    """Everything a restart of CONFIG will need, checked before anything is stopped: its
+    requirements (unknown names, cycles), its dependents (a cycle through it, too) and each
+    running dependent's own requirements (it is started again). Returns (the requirements in
+    start order, the dependents in stop order); a broken graph is a ConfigError (exit 6)."""
+    from supervisor import depgraph
+
+    order = depgraph.requirements(config.name, context.config_dir)[:-1] if config.requires else []
+    found = find_dependents(config, context, strict=True)
+    for dependent in found:
+        if dependent.requires and is_running(observe(dependent, context.run_dir)):
+            depgraph.requirements(dependent.name, context.config_dir)
+    return order, found
+
+
+def wait_for_requirements(config: ServiceConfig, context) -> None:
+    """`run` starts no requirement (under systemd, the unit's Requires=/After= do that), but does
+    not start without them: one that a supervisor is bringing up is waited for (its own start
+    budget plus 15 s); one that nobody is starting, or that does not come up, is exit 1."""
+    if not config.requires:
+        return
+    from supervisor import depgraph
+
+    for needed in depgraph.requirements(config.name, context.config_dir)[:-1]:
+        budget = (needed.ready_timeout if needed.ready else needed.start_seconds) + 15
+        deadline = time.monotonic() + budget
+        said = False
+        while not running_and_up(obs := observe(needed, context.run_dir)):
+            if not obs.supervised or obs.machine.get("goal") == "down" or time.monotonic() > deadline:
+                why = "is not running" if not obs.supervised else f"is {obs.machine.get('state', 'not running')}"
+                raise SvctlError(f"{config.name}: not started: it requires {needed.name}, which {why} "
+                                 f"(start it first, or use `svctl start {config.name}`)")
+            if not said:
+                say(config, f"waiting for {needed.name} (required) to be started")
+                said = True
+            time.sleep(0.05)
