@@ -82,6 +82,13 @@ def string_list(value: list, fail, *, allow_empty: bool) -> tuple[str, ...]:
 def ready_url(value: str, fail) -> str:
     if not value.startswith(READY_SCHEMES):
         raise fail(f"{value!r} must start with {', '.join(READY_SCHEMES)}")
+    # the probe sends the URL as written: a space, a control character or a non-ASCII one makes a
+    # request line no server accepts (a healthy service failing every probe, restarted forever)
+    bad = next((index for index, char in enumerate(value) if not "!" <= char <= "~"), None)
+    if bad is not None:
+        raise fail(f"character {bad + 1} ({ascii(value[bad])}): whitespace, control characters and non-ASCII "
+                   "can't be sent in a URL; percent-encode them (a space is %20, a letter its UTF-8 bytes: "
+                   "%C3%A9; a host name in punycode)")
     from urllib.parse import urlsplit
 
     try:

@@ -126,9 +126,11 @@ def requirements(name: str, config_dir: str, load=None) -> list:
 
 def mentions_requires(config_dir: str, name: str) -> list[str]:
     """Names of the service files in CONFIG_DIR (other than NAME's) whose bytes contain both
-    `requires` and NAME as a string: the only ones that might require it. No parsing, no trust checks (the
-    files are loaded properly afterwards); unreadable entries are skipped (a load reports them)."""
-    # a requirement is a TOML string: the name in quotes (an escape-spelled name would be missed)
+    `requires` and NAME as a string, or any \\u/\\U escape: the only ones that might require it.
+    No parsing, no trust checks (the files are loaded properly afterwards); unreadable entries
+    are skipped (a load reports them)."""
+    # a requirement is a TOML string: the name in quotes; a basic string may spell the key or
+    # the name with escapes ("requ\u0069res", "\u0062ase"): such a file is parsed too (rare)
     needles = (b'"' + name.encode() + b'"', b"'" + name.encode() + b"'")
     found = []
     try:
@@ -154,32 +156,41 @@ def mentions_requires(config_dir: str, name: str) -> list[str]:
             continue
         finally:
             os.close(fd)
-        if b"requires" in raw and (needles[0] in raw or needles[1] in raw):
+        if b"\\u" in raw or b"\\U" in raw or (b"requires" in raw and (needles[0] in raw or needles[1] in raw)):
             found.append(entry[: -len(SUFFIX)])
     return sorted(found)
 
 
 def dependents(name: str, config_dir: str, load=None, warn=None, requires: tuple[str, ...] = (),
-               on_cycle=None) -> list:
+               on_cycle=None, fallback=None) -> list:
     """The ServiceConfigs that require NAME, directly or not, in stop order (dependents first),
-    without NAME itself. A candidate file that does not load is skipped with WARN(message): a
-    broken unrelated file must not keep a service from stopping. REQUIRES: NAME's own (so that a
-    cycle through NAME is seen too). A cycle is a ConfigError, or, given ON_CYCLE (a stop, which
-    must always be possible), ON_CYCLE(message) and the dependents found all the same."""
+    without NAME itself. A candidate file that does not load is given to FALLBACK(candidate,
+    error), which returns the definition to use instead (the one a running supervisor recorded)
+    or None; with None it is skipped with WARN(message): a broken unrelated file must not keep a
+    service from stopping (FALLBACK may raise to refuse). REQUIRES: NAME's own (so that a cycle
+    through NAME is seen too). A cycle is a ConfigError, or, given ON_CYCLE (a stop, which must
+    always be possible), ON_CYCLE(message) and the dependents found all the same."""
     if load is None:
         from supervisor.config import load
     from supervisor.errors import SvctlError
+
+    def load_candidate(candidate: str, required: str):
+        try:
+            return load(candidate, config_dir)
+        except SvctlError as exc:
+            config = fallback(candidate, exc) if fallback is not None else None
+            if config is None and warn is not None:
+                warn(f"cannot tell whether {candidate} requires {required}: {exc}")
+            return config
 
     candidates = mentions_requires(config_dir, name)
     if not candidates:
         return []  # the common case: nothing to load
     configs = {}
     for candidate in candidates:
-        try:
-            configs[candidate] = load(candidate, config_dir)
-        except SvctlError as exc:
-            if warn is not None:
-                warn(f"cannot tell whether {candidate} requires {name}: {exc}")
+        config = load_candidate(candidate, name)
+        if config is not None:
+            configs[candidate] = config
     edges = {known: configs[known].requires for known in configs}
     # a transitive dependent's file mentions its own requirement, not NAME: scan for each new name
     frontier = [known for known in configs if name in configs[known].requires]
@@ -190,13 +201,11 @@ def dependents(name: str, config_dir: str, load=None, warn=None, requires: tuple
             if candidate == name:
                 continue
             if candidate not in configs:
-                try:
-                    configs[candidate] = load(candidate, config_dir)
-                except SvctlError as exc:
-                    if warn is not None:
-                        warn(f"cannot tell whether {candidate} requires {current}: {exc}")
+                config = load_candidate(candidate, current)
+                if config is None:
                     continue
-                edges[candidate] = configs[candidate].requires
+                configs[candidate] = config
+                edges[candidate] = config.requires
             if current in configs[candidate].requires and candidate not in seen:
                 seen.add(candidate)
                 frontier.append(candidate)

@@ -83,7 +83,7 @@ class Runtime(Guard, Requests, Adoption):
         self.hooks = FailureHooks(config, self.log, self.selector, self.timers)  # on_failure
         self.leftovers = Leftovers(config.preset, lambda: (  # who among our children is no escapee
             self.child and self.child.pid, self.reloader and self.reloader.check_pid, self.hooks.pid),
-            service_uid(config))
+            service_uid(config), self.log)
         self.reaps = ReapLog(self.log, self.timers)  # "reaped" lines, a few a second at most
         self.output = LogCapture(config.log_file, config.log_max_bytes, config.log_backups, self.faults)
         self.state_file = StateFile(self.directory, rundir.STATE)
@@ -267,8 +267,8 @@ class Runtime(Guard, Requests, Adoption):
         match effect:
             case ev.Spawn():
                 self.start_service(effect.attempt)
-            case ev.Signal(signal=number, group=group):
-                self.send(number, group)
+            case ev.Signal(signal=number, group=group, cont=cont):
+                self.send(number, group, cont)
             case ev.ArmTimer(name=name, at=at):
                 self.timers[name] = at - stop_lead(at - time.monotonic()) if name == "stop" else at
             case ev.CancelTimer(name=name):
@@ -334,15 +334,15 @@ class Runtime(Guard, Requests, Adoption):
         self.service_identity = identity.identify(self.child.pid)
         self.events.append(ev.Spawned(self.child.pid))
 
-    def send(self, number: int, group: bool) -> None:
-        """NUMBER, then SIGCONT after a signal a stopped process could not act on (unix/escapees.py)."""
+    def send(self, number: int, group: bool, cont: bool) -> None:
+        """NUMBER, then SIGCONT if CONT (a stop schedule's) and a stopped process could not act on it."""
         child = self.child
         if not group and child is not None:
-            send_stop_signal(lambda each: proc.send_signal(child.pidfd, child.pid, each), number)
+            send_stop_signal(lambda each: proc.send_signal(child.pidfd, child.pid, each), number, cont)
         elif self.pgid is not None and self.pgid > 1:
-            send_stop_signal(lambda each: os.killpg(self.pgid, each), number)
+            send_stop_signal(lambda each: os.killpg(self.pgid, each), number, cont)
         if group:  # and the escapees (unix/escapees.py)
-            self.leftovers.signal(number)
+            self.leftovers.signal(number, cont)
 
     def wake_for_watch(self) -> None:
         """Runs in the watcher's thread: only a byte down the pipe, the loop does the rest."""
@@ -381,6 +381,7 @@ class Runtime(Guard, Requests, Adoption):
 
     def shutdown(self) -> None:
         """Clean up and answer everyone waiting; each step on its own, so no failure skips the rest."""
+        self.guarded("logging the reaped count", self.reaps.flush)  # the held-back count: not lost
         if self.reloader is not None:
             self.guarded("stopping the reloader", self.reloader.stop)
         if self.probe is not None:

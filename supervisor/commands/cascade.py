@@ -14,7 +14,7 @@ import time
 
 from supervisor import config as configuration
 from supervisor.config import ServiceConfig
-from supervisor.errors import Exit, SvctlError
+from supervisor.errors import ConfigError, Exit, SvctlError, printable
 from supervisor.observe import Observation, observe
 
 
@@ -65,14 +65,44 @@ def start_requirements(config: ServiceConfig, context, order: list[ServiceConfig
     return Exit.OK
 
 
-def find_dependents(config: ServiceConfig, context, strict: bool) -> list[ServiceConfig]:
+def find_dependents(config: ServiceConfig, context, strict: bool,
+                    from_records: set[str] | None = None) -> list[ServiceConfig]:
     """The services that require CONFIG (directly or not), in stop order. STRICT (restart): a
-    cycle is a ConfigError; otherwise (stop) a warning line, and the dependents found are used."""
+    cycle is a ConfigError; otherwise (stop) a warning line, and the dependents found are used.
+    A running dependent whose file is since broken or gone counts with the definition its
+    supervisor recorded (its name added to FROM_RECORDS): it must not keep running without its
+    requirement. STRICT refuses (exit 6) a running candidate with neither file nor record."""
     from supervisor import depgraph
 
     warn = warner(config)
+
+    def fallback(candidate: str, error: SvctlError) -> ServiceConfig | None:
+        from supervisor.commands.status import running_definition
+        from supervisor.unix import rundir
+
+        state, _ = rundir.read_state(rundir.service_dir(context.run_dir, candidate))
+        try:
+            recorded_config = running_definition(candidate, state, error)
+        except SvctlError:
+            if strict and runs(state):
+                raise SvctlError(f"{config.name}: not restarted: cannot tell whether {candidate}, which is "
+                                 f"running, requires it: {printable(str(error))}", Exit.NOT_CONFIGURED) from None
+            return None
+        warn(f"{candidate}: using the definition it runs with: {printable(str(error))}")
+        if from_records is not None:
+            from_records.add(candidate)
+        return recorded_config
+
     return depgraph.dependents(config.name, context.config_dir, warn=warn, requires=config.requires,
-                               on_cycle=None if strict else warn)
+                               on_cycle=None if strict else warn, fallback=fallback)
+
+
+def runs(state: dict | None) -> bool:
+    """A supervisor or service that state.json recorded is alive (no definition needed to tell)."""
+    from supervisor.observe import recorded
+    from supervisor.unix.identity import verify
+
+    return any(verify(recorded(state or {}, key)) for key in ("supervisor", "service"))
 
 
 def stop_dependents(config: ServiceConfig, context, command: str = "stop",
@@ -101,19 +131,47 @@ def stop_dependents(config: ServiceConfig, context, command: str = "stop",
     return Exit.OK, stopped
 
 
-def check_restart(config: ServiceConfig, context) -> tuple[list[ServiceConfig], list[ServiceConfig]]:
+def check_restart(config: ServiceConfig, context) -> tuple[list[ServiceConfig], list[ServiceConfig], set[str]]:
     """Everything a restart of CONFIG will need, checked before anything is stopped: its
     requirements (unknown names, cycles), its dependents (a cycle through it, too) and each
     running dependent's own requirements (it is started again). Returns (the requirements in
-    start order, the dependents in stop order); a broken graph is a ConfigError (exit 6)."""
+    start order, the dependents in stop order, the names of those found only by the definition
+    their supervisor recorded: their file is broken); a broken graph is a ConfigError (exit 6)."""
     from supervisor import depgraph
 
     order = depgraph.requirements(config.name, context.config_dir)[:-1] if config.requires else []
-    found = find_dependents(config, context, strict=True)
+    from_records: set[str] = set()
+    found = find_dependents(config, context, strict=True, from_records=from_records)
     for dependent in found:
+        if dependent.name in from_records:
+            # it runs on a definition whose file is now broken: stopped, it could not be started
+            # again (nothing starts from a record), so the restart would lose it: refuse now
+            try:
+                configuration.load(dependent.name, context.config_dir)
+            except SvctlError as exc:
+                raise ConfigError(f"{config.name}: not restarted, nothing stopped: {dependent.name} requires it "
+                                  f"and could not be started again: {printable(str(exc))} (fix that file, or "
+                                  f"stop {dependent.name} first)") from None
         if dependent.requires and is_running(observe(dependent, context.run_dir)):
             depgraph.requirements(dependent.name, context.config_dir)
-    return order, found
+    return order, found, from_records
+
+
+def start_again(config: ServiceConfig, dependent: ServiceConfig, context, from_records: set[str]) -> int:
+    """Start a dependent that a restart of CONFIG stopped. One stopped with its recorded
+    definition starts only from its file (nothing runs on a record): still broken, it stays
+    stopped, exit 6 with the file's error."""
+    from supervisor.commands.lifecycle import start_service
+
+    if dependent.name in from_records:
+        try:
+            dependent = configuration.load(dependent.name, context.config_dir)
+        except SvctlError as exc:
+            print(f"svctl: {config.name}: {dependent.name} (requires it) left stopped: its service file "
+                  f"can't be used: {printable(str(exc))}", file=sys.stderr)
+            return Exit.NOT_CONFIGURED
+    say(config, f"starting {dependent.name} again (requires {config.name})")
+    return start_service(dependent, context.run_dir)
 
 
 def wait_for_requirements(config: ServiceConfig, context) -> None:

@@ -12,8 +12,8 @@ import time
 
 from supervisor import config as configuration
 from supervisor.cli import options_for
-from supervisor.commands.cascade import (check_restart, is_running, say, start_requirements, stop_dependents,
-                                         wait_for_requirements)
+from supervisor.commands.cascade import (check_restart, is_running, say, start_again, start_requirements,
+                                         stop_dependents, wait_for_requirements)
 from supervisor.config import ServiceConfig
 from supervisor.errors import Exit, SvctlError, printable
 from supervisor.names import validate_name
@@ -198,6 +198,7 @@ def load_for_stop(context, args: list[str]) -> ServiceConfig:
         from supervisor.commands.status import running_definition
 
         config = running_definition(name, state, exc)  # (raises EXC when no supervisor runs on one)
+        require_privilege(config, context.run_dir, "stop")  # a caller who may not stop it: no warning first
         print(f"svctl: {name}: warning: stopping it with the definition it runs with: {printable(str(exc))}",
               file=sys.stderr)
         return config
@@ -278,7 +279,7 @@ def restart(context, args: list[str]) -> int:
     config, _ = load(context, args, "restart")
     require_privilege(config, context.run_dir, "restart")
     configuration.ensure_paths_exist(config)
-    order, found = check_restart(config, context)  # a broken graph: exit 6 before anything stops
+    order, found, from_records = check_restart(config, context)  # a broken graph: exit 6 before anything stops
     code, stopped = stop_dependents(config, context, found=found)
     if code != Exit.OK:
         return code
@@ -292,8 +293,7 @@ def restart(context, args: list[str]) -> int:
         if code != Exit.OK:
             print(f"svctl: {config.name}: {dependent.name} (requires it) left stopped", file=sys.stderr)
             continue
-        say(config, f"starting {dependent.name} again (requires {config.name})")
-        code = start_service(dependent, context.run_dir)
+        code = start_again(config, dependent, context, from_records)
     return code
 
 

@@ -9,6 +9,7 @@ backing off, gave up), 3 not running, 4 unknown (untrusted or unreadable PID fil
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -184,7 +185,10 @@ def status(context, args: list[str]) -> int:
         config, broken = running_definition(name, state_read[0], exc), exc
     obs = observe(config, context.run_dir, state_read)
     code, headline, warnings = decide(obs)
-    if broken is not None:
+    if broken is not None and not os.path.lexists(configuration.service_path(name, context.config_dir)):
+        warnings.append(f"the service file {configuration.service_path(name, context.config_dir)} is missing, "
+                        "this is the definition it runs with")
+    elif broken is not None:
         warnings.append(f"the service file is invalid, this is the definition it runs with: {broken}")
     # The log tail is for a person at a terminal (or asked for): init scripts, `service
     # --status-all` and monitoring grep status output, and a log line saying "usage" or "failed"

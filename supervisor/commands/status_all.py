@@ -60,7 +60,7 @@ def status_all(context, options) -> int:
         text = table(rows)
     else:
         text = None
-    if not names:
+    if not rows:  # (a running service without its file is a row: then the table says enough)
         why = "does not exist" if not os.path.lexists(context.config_dir) else f"has no NAME{SUFFIX}"
         print(f"svctl: no services defined: the config directory {context.config_dir} {why}", file=sys.stderr)
     if text is not None:
@@ -127,6 +127,8 @@ def add_graph_warnings(rows: list[dict], graph: dict[str, tuple[str, ...]], name
                 by_name[name]["warnings"].append(f"requires {needed}, which has no service file")
             elif needed not in graph and by_name.get(needed, {}).get("state") in ("invalid", "untrusted"):
                 by_name[name]["warnings"].append(f"requires {needed}, whose definition can't be used")
+            elif by_name[name]["code"] == Status.RUNNING and by_name.get(needed, {}).get("code") != Status.RUNNING:
+                by_name[name]["warnings"].append(f"requires {needed}, which is not running")
     edges = dict(graph)
     while cycle := find_cycle(edges):
         for member in cycle[:-1]:

@@ -108,6 +108,9 @@ class Spawn:
 class Signal:
     signal: int
     group: bool = False  # False: the main process; True: its whole process group
+    # followed by SIGCONT (a frozen process must wake to act on it): the stop schedule's signals
+    # only; a reload signal must not wake a service the admin froze
+    cont: bool = False
 
 
 @dataclass(frozen=True)

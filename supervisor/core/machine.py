@@ -268,7 +268,7 @@ class Machine(ReloadHandlers, LivenessHandlers):
             if not isinstance(step, Send):
                 self.emit(ev.ArmTimer("stop", now + step.seconds))
                 return
-            self.emit(ev.Signal(step.signal, group=run.group))
+            self.emit(ev.Signal(step.signal, group=run.group, cont=True))
             following = self.policy.schedule.step_after(run.index)
             if following is None:
                 return self.stop_exhausted(now)
@@ -311,7 +311,7 @@ class Machine(ReloadHandlers, LivenessHandlers):
             self.emit(ev.AwaitGroup(), ev.Log("stopping", {"pid": event.pid, "group": True, "continuing": True}))
             sent = [step for step in self.policy.schedule.steps[:run.index] if isinstance(step, Send)]
             if sent:
-                self.emit(ev.Signal(sent[-1].signal, group=True))
+                self.emit(ev.Signal(sent[-1].signal, group=True, cont=True))
             return
         self.emit(ev.CancelTimer("stop"))
         if event.group_alive and not run.group:

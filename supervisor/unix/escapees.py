@@ -13,10 +13,12 @@ can't be reused by anyone else before we have reaped it, and the loop reaps only
 The exception is the jupyterhub preset: users' servers are children of the hub started in their
 own session, and they are meant to survive a hub restart (svctl's generated config has
 ``cleanup_servers = False``). Only what really is a user's server is kept, on restarts and on a
-plain stop: a process whose environment holds JUPYTERHUB_API_TOKEN or JUPYTERHUB_SERVICE_PREFIX,
-which JupyterHub's spawners set for every single-user server (and a hook or a check never has:
-hooks get a minimal environment, and a check's TMPDIR is its svctl-check- scratch directory). The
-hub's own setsid helpers, what a crash left behind, anything else: the schedule, like any service.
+plain stop: a process whose environment holds JUPYTERHUB_USER, which JupyterHub's spawners set for
+every single-user server, and no JUPYTERHUB_SERVICE_NAME, which marks the hub's managed services
+(idle-culler...: the hub starts a new copy at each start, so they must go with it). A hook or a
+check is never kept: hooks get a minimal environment, and a check's TMPDIR is its svctl-check-
+scratch directory. The hub's own setsid helpers, what a crash left behind, anything else: the
+schedule, like any service.
 ``svctl stop NAME --stop-user-servers`` (control command "stop-all") takes the servers too.
 
 For a service with a non-root ``user``, only escapees whose real uid is that user's are its
@@ -24,8 +26,9 @@ escapees: a descendant that became root through a setuid program (su, sudo, a se
 not the service user's to kill, and signalling it as root would let the service user have root
 kill (and so disrupt) a root process. A root service's escapees are all of them.
 
-A stop signal is followed by SIGCONT (as systemd does after KillSignal=): a stopped process
-(SIGSTOP, Ctrl-Z) would otherwise never see the TERM and wait for the KILL at the schedule's end.
+A stop schedule's signal is followed by SIGCONT (as systemd does after KillSignal=): a stopped
+process (SIGSTOP, Ctrl-Z) would otherwise never see the TERM and wait for the KILL at the
+schedule's end. A reload signal is not (ev.Signal.cont): a service the admin froze stays frozen.
 """
 
 from __future__ import annotations
@@ -70,7 +73,10 @@ def parent_of(pid: int) -> int | None:
 # signals after which a stopped process must be continued to act on them (the others either act
 # on a stopped process anyway, or are themselves stop/continue signals)
 NO_CONT_AFTER = {signal.SIGKILL, signal.SIGSTOP, signal.SIGCONT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
-USER_SERVER_MARKS = (b"JUPYTERHUB_API_TOKEN=", b"JUPYTERHUB_SERVICE_PREFIX=")
+USER_SERVER_MARK = b"JUPYTERHUB_USER="  # jupyterhub/spawner.py Spawner.get_env, every user's server
+# jupyterhub/services/service.py Service.start: the hub's managed services (idle-culler...). They
+# get JUPYTERHUB_USER= too (their _ServiceSpawner runs the same get_env), so this decides.
+MANAGED_SERVICE_MARK = b"JUPYTERHUB_SERVICE_NAME="
 ENVIRON_LIMIT = 2 * 1024 * 1024  # the kernel caps argv + environment at a quarter of the stack: 2 MiB usually
 
 
@@ -87,7 +93,8 @@ def environment_of(pid: int, limit: int = ENVIRON_LIMIT) -> list[bytes] | None:
 
 
 def is_user_server(pid: int) -> bool:
-    """A JupyterHub single-user server (or what one left behind): its spawner set these. One we
+    """A JupyterHub single-user server (or what one left behind): its spawner set JUPYTERHUB_USER,
+    and it is no managed service of the hub's (those are the hub's own: restarted with it). One we
     may not inspect (another uid's, and no CAP_SYS_PTRACE: a default container) is kept, as every
     escapee was before this test: losing users' work is worse than a helper left running."""
     environment = environment_of(pid)
@@ -95,7 +102,9 @@ def is_user_server(pid: int) -> bool:
         return True
     if any(entry.startswith(b"TMPDIR=") and b"/svctl-check-" in entry for entry in environment):
         return False  # a check's leftover, whatever the service's environment table holds
-    return any(entry.startswith(USER_SERVER_MARKS) for entry in environment)
+    if any(entry.startswith(MANAGED_SERVICE_MARK) for entry in environment):
+        return False
+    return any(entry.startswith(USER_SERVER_MARK) for entry in environment)
 
 
 def real_uid(pid: int) -> int | None:
@@ -130,9 +139,10 @@ def kill_group(pgid: int) -> None:
         pass
 
 
-def send_stop_signal(send: Callable[[int], None], number: int) -> None:
-    """SEND(NUMBER), then SEND(SIGCONT) when a stopped target must wake to act on NUMBER."""
-    for each in (number, signal.SIGCONT) if number not in NO_CONT_AFTER else (number,):
+def send_stop_signal(send: Callable[[int], None], number: int, cont: bool = True) -> None:
+    """SEND(NUMBER), then SEND(SIGCONT) when CONT (a stop schedule's signal: never a reload's, which
+    must not wake a service the admin froze) and a stopped target must wake to act on NUMBER."""
+    for each in (number, signal.SIGCONT) if cont and number not in NO_CONT_AFTER else (number,):
         try:
             send(each)
         except OSError:  # gone meanwhile (ESRCH), or not ours to signal
@@ -142,7 +152,8 @@ def send_stop_signal(send: Callable[[int], None], number: int) -> None:
 class Leftovers:
     """The service's process group plus its escapees, as one thing to signal and wait for."""
 
-    def __init__(self, preset: str, not_escapees: Callable[[], Iterable[int | None]], uid: int | None = None) -> None:
+    def __init__(self, preset: str, not_escapees: Callable[[], Iterable[int | None]], uid: int | None = None,
+                 log=None) -> None:
         self.keep_user_servers = preset == "jupyterhub"  # users' servers outlive the hub (see above)
         self.take_all = False  # "stop-all": this stop takes the kept ones too
         self.not_escapees = not_escapees  # the service, the check, the hook: PIDs that are no escapee
@@ -151,14 +162,24 @@ class Leftovers:
         # nobody's leftovers; made before the first spawn
         self.foreign = set(children_of(os.getpid()))
         self.servers: set[int] = set()  # known users' servers (an un-reaped child's PID is not reused)
+        self.log = log  # an EventLog: one "escapee_skipped" line per child left alone for its uid
+        self.skipped: set[int] = set()  # those already logged (an un-reaped child's PID is not reused)
         self.last_signal: int | None = None
+        self.last_cont = False
         self.signalled: set[int] = set()
 
     def escapees(self) -> list[int]:
         ours = {pid for pid in self.not_escapees() if pid} | self.foreign
         found = [pid for pid in children_of(os.getpid()) if pid not in ours]
         if self.uid:  # a non-root service: only what still runs as its user (see above)
-            found = [pid for pid in found if real_uid(pid) == self.uid]
+            uids = {pid: real_uid(pid) for pid in found}
+            found = [pid for pid in found if uids[pid] == self.uid]
+            self.skipped &= set(uids)
+            for pid in sorted(set(uids) - set(found) - self.skipped):
+                self.skipped.add(pid)
+                if self.log is not None:
+                    self.log.event("escapee_skipped", pid=pid, uid=uids[pid], detail="not running as the "
+                                   "service's user: left alone (svctl stop does not signal it)")
         if self.keep_user_servers:
             self.servers &= set(found)
             self.servers |= {pid for pid in found if pid not in self.servers and is_user_server(pid)}
@@ -173,17 +194,18 @@ class Leftovers:
             return True
         found = self.escapees()
         if self.last_signal is not None:
-            self.send([pid for pid in found if pid not in self.signalled], self.last_signal)
+            self.send([pid for pid in found if pid not in self.signalled], self.last_signal, self.last_cont)
         return bool(found)
 
-    def signal(self, number: int) -> None:
-        """Send NUMBER to every escapee (the runtime signals the group itself)."""
-        self.last_signal = number
-        self.send(self.escapees(), number)
+    def signal(self, number: int, cont: bool = True) -> None:
+        """Send NUMBER to every escapee (the runtime signals the group itself); CONT as in
+        send_stop_signal."""
+        self.last_signal, self.last_cont = number, cont
+        self.send(self.escapees(), number, cont)
 
-    def send(self, pids: list[int], number: int) -> None:
+    def send(self, pids: list[int], number: int, cont: bool) -> None:
         for pid in pids:  # our un-reaped child: the PID can't be someone else's
-            send_stop_signal(lambda each, pid=pid: os.kill(pid, each), number)
+            send_stop_signal(lambda each, pid=pid: os.kill(pid, each), number, cont)
             self.signalled.add(pid)
 
     def reset(self) -> None:

@@ -29,10 +29,11 @@ TIMES = ("started_at", "ready_at", "last_exit_at", "next_retry_at", "degraded_at
 
 def public_record(config) -> dict | None:
     """The config record for state.json (lets `status` skip the TOML parser), minus the
-    environment's values, and, for a service file not readable by everyone (0600: its admin meant
-    it private), minus on_failure (its arguments may hold a token) and the query strings of health
-    and ready (?token=...). Incomplete then, so it says so ("redacted"): config.load uses such a
-    record only for display (status), anything that may start the service parses the file."""
+    environment's values, and, for a service file not readable by everyone (0600, or in a 0700
+    directory: its admin meant it private), minus on_failure and check (their arguments may hold a
+    token) and the query strings of health and ready (?token=...). Incomplete then, so it says so
+    ("redacted"): config.load uses such a record only for display (status), anything that may
+    start the service parses the file. Judged once, when the supervisor starts (docs/security.md S1)."""
     from supervisor.config import record
 
     entry = record(config)
@@ -42,6 +43,7 @@ def public_record(config) -> dict | None:
     data.pop("environment", None)
     if private:
         data.pop("on_failure", None)
+        data.pop("check", None)
         for key in ("health", "ready"):
             if isinstance(data.get(key), str) and "?" in data[key]:
                 data[key] = data[key].partition("?")[0] + "?" + REDACTED_QUERY
@@ -54,12 +56,25 @@ REDACTED_QUERY = "(redacted)"  # what `svctl status` shows of a private file's ?
 
 
 def world_readable(path: str) -> bool:
+    """Can any user read PATH: the file readable by others, and every directory above it (on the
+    path as written and, if that holds a symlink, on the resolved one) searchable by others? A
+    0644 file in a 0700 directory is as private as a 0600 one. ACLs are not looked at."""
     import stat
 
     try:
-        return bool(os.stat(path).st_mode & stat.S_IROTH)
+        if not os.stat(path).st_mode & stat.S_IROTH:
+            return False
+        for each in {os.path.abspath(path), os.path.realpath(path)}:
+            directory = os.path.dirname(each)
+            while True:
+                if not os.stat(directory).st_mode & stat.S_IXOTH:
+                    return False
+                if directory == os.path.dirname(directory):
+                    break
+                directory = os.path.dirname(directory)
     except OSError:
         return False  # unknown: the safe answer
+    return True
 
 
 def public_status(status: dict, now_wall: float, now_mono: float, secrets: tuple[str, ...]) -> dict:

@@ -90,7 +90,11 @@ def test_crash_restarts_never_pile_up_escapees(sandbox, escapees):
     assert not any(alive(pid) for pid in escapees)
 
 
-SERVER_ENV = "env JUPYTERHUB_API_TOKEN=t0ken JUPYTERHUB_SERVICE_PREFIX=/user/alice/"
+# what JupyterHub's Spawner.get_env sets for a user's server (a part of it)
+SERVER_ENV = "env JUPYTERHUB_USER=alice JUPYTERHUB_API_TOKEN=t0ken JUPYTERHUB_SERVICE_PREFIX=/user/alice/"
+# what Service.start sets for a managed service (its _ServiceSpawner's get_env adds JUPYTERHUB_USER=)
+MANAGED_ENV = ("env JUPYTERHUB_SERVICE_NAME=idle-culler JUPYTERHUB_API_TOKEN=x JUPYTERHUB_USER= "
+               "JUPYTERHUB_SERVICE_PREFIX=/services/idle-culler/")
 
 
 def hub_command(servers, helpers=None, then: str = "exec sleep 1000") -> list[str]:
@@ -134,6 +138,46 @@ def test_jupyterhub_crash_restarts_pile_up_no_helpers_and_keep_the_servers(sandb
     escapees[:] = recorded(helpers) + recorded(servers)
     assert not any(alive(pid) for pid in recorded(helpers))
     assert all(alive(pid) for pid in recorded(servers))  # every start's server: users' work is kept
+
+
+def test_jupyterhub_managed_services_pile_up_at_no_restart_and_go_with_a_stop(sandbox, escapees):
+    """The hub's managed services (idle-culler...: JUPYTERHUB_SERVICE_NAME, an API token, their own
+    session) are the hub's: a new copy comes with every start, so the old one must go."""
+    servers, managed = sandbox.base / "servers", sandbox.base / "managed"
+    then = f"{MANAGED_ENV} setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $! >> {managed}; sleep 0.3; exit 1"
+    hub_service(sandbox, servers, then=then, restart="always", min_uptime=0, give_up_after=0,
+                backoff_initial=0.05, backoff_max=0.05, start_seconds=0.1)
+    assert sandbox.cli("start", "hub").returncode == 0
+    for count in range(1, 5):
+        poll_until(lambda n=count: len(recorded(managed)) >= n, timeout=10, what=f"start #{count}")
+        escapees[:] = recorded(managed) + recorded(servers)
+        assert sum(alive(pid) for pid in recorded(managed)) <= 1, [p for p in recorded(managed) if alive(p)]
+    assert sandbox.cli("stop", "hub").returncode == 0
+    escapees[:] = recorded(managed) + recorded(servers)
+    assert not any(alive(pid) for pid in recorded(managed))
+    assert all(alive(pid) for pid in recorded(servers))  # the users' servers are still kept
+
+
+def test_only_a_users_server_environment_is_kept(escapees):
+    """JUPYTERHUB_USER marks a user's server; JUPYTERHUB_SERVICE_NAME a managed service (never
+    kept, even with JUPYTERHUB_USER); an API token or a service prefix alone is no mark."""
+    from supervisor.unix.escapees import is_user_server
+
+    cases = {"server": ({"JUPYTERHUB_USER": "alice", "JUPYTERHUB_API_TOKEN": "t"}, True),
+             "managed": ({"JUPYTERHUB_SERVICE_NAME": "idle-culler", "JUPYTERHUB_USER": "",
+                          "JUPYTERHUB_API_TOKEN": "x", "JUPYTERHUB_SERVICE_PREFIX": "/services/c/"}, False),
+             "token only": ({"JUPYTERHUB_API_TOKEN": "x"}, False),
+             "prefix only": ({"JUPYTERHUB_SERVICE_PREFIX": "/user/a/"}, False)}
+    started = {name: subprocess.Popen(["sleep", "300"], env={"PATH": os.environ["PATH"], **env})
+               for name, (env, _) in cases.items()}
+    escapees += [each.pid for each in started.values()]
+    try:
+        assert {name: is_user_server(each.pid) for name, each in started.items()} == \
+            {name: kept for name, (_, kept) in cases.items()}
+    finally:
+        for each in started.values():
+            each.kill()
+            each.wait()
 
 
 def test_jupyterhub_stop_all_takes_the_users_servers_too(sandbox, escapees):
@@ -191,7 +235,7 @@ def test_what_a_check_leaves_behind_is_no_users_server(sandbox, escapees):
     servers = sandbox.base / "servers"
     check = ["/bin/sh", "-c", (f"sleep 300 </dev/null >/dev/null 2>&1 & echo $! >> {left}; "
                                f"setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $! >> {left}; exit 0")]
-    hub_service(sandbox, servers, check=check, environment={"JUPYTERHUB_SERVICE_PREFIX": "/hub/"})
+    hub_service(sandbox, servers, check=check, environment={"JUPYTERHUB_USER": "alice"})
     assert sandbox.cli("start", "hub").returncode == 0
     escapees += poll_until(lambda: recorded(servers), what="the user server's PID")
     sandbox.cli("reload", "hub")
@@ -228,7 +272,8 @@ def test_the_jupyterhub_rule_at_the_unit_level(escapees):
 
     plain, hub = Leftovers("", others), Leftovers("jupyterhub", others)  # made before the "service" runs
     server = subprocess.Popen(["sleep", "300"], start_new_session=True,
-                              env={"PATH": os.environ["PATH"], "JUPYTERHUB_API_TOKEN": "t0ken"})
+                              env={"PATH": os.environ["PATH"], "JUPYTERHUB_API_TOKEN": "t0ken",
+                                   "JUPYTERHUB_USER": "alice"})
     helper = subprocess.Popen(["sleep", "300"], start_new_session=True, env={"PATH": os.environ["PATH"]})
     escapees += [server.pid, helper.pid]
     try:
@@ -332,6 +377,8 @@ def test_a_non_root_services_escapee_that_became_root_is_not_signalled(sandbox, 
     assert result.returncode == 0, result.stdout + result.stderr
     assert not alive(helper)
     assert alive(rooted)  # killed by the fixture
+    skipped = [e for e in sandbox.events() if e["event"] == "escapee_skipped"]
+    assert [(e["pid"], e["uid"]) for e in skipped] == [(rooted, 0)]  # said once, with its uid
 
 
 def test_what_a_failure_hook_leaves_behind_is_no_users_server(sandbox, escapees):
@@ -348,3 +395,17 @@ def test_what_a_failure_hook_leaves_behind_is_no_users_server(sandbox, escapees)
     escapees += recorded(sandbox.base / "servers")
     assert sandbox.cli("stop", "hub").returncode == 0
     assert not alive(recorded(left)[0])
+
+
+def test_the_held_back_reaped_count_is_written_when_the_supervisor_exits(sandbox):
+    """The service makes 30 orphans as it stops and the supervisor exits well within the second
+    the count is held for: the count still reaches the events file."""
+    burst = ("trap 'for i in $(seq 30); do (sleep 0.01 &); done; sleep 0.3; exit 0' TERM; "
+             "while :; do sleep 0.05; done")
+    sandbox.service("demo", command=["/bin/sh", "-c", burst], stop="TERM/5/KILL/1")
+    assert sandbox.cli("start", "demo").returncode == 0
+    time.sleep(1.2)  # any "reaped" window of the start is over
+    assert sandbox.cli("stop", "demo").returncode == 0
+    events = sandbox.events()
+    counted = sum(e.get("count", 0) for e in events if e["event"] == "reaped_more")
+    assert counted + sum(e["event"] == "reaped" for e in events) >= 30, [e["event"] for e in events]

@@ -318,3 +318,102 @@ def test_a_supervisor_reply_with_terminal_escapes_is_printed_one_line_escaped(sa
     assert "\x1b" not in result.stderr and "\x07" not in result.stderr, repr(result.stderr)
     assert "evil" in result.stderr and len(result.stderr.strip().splitlines()) == 1, repr(result.stderr)
     assert sandbox.cli("stop", "demo").returncode == 0
+
+
+# ---- red team of the review fixes (F2, F7, F8c) ---------------------------------------------------
+
+
+def base_and_app(sandbox):
+    """app requires base; both started (by `start app`)."""
+    sandbox.service("base")
+    sandbox.service("app", requires=["base"])
+    assert sandbox.cli("start", "app").returncode == 0
+    return sandbox.service_pid("base"), sandbox.service_pid("app")
+
+
+def test_a_running_dependent_with_a_broken_file_is_stopped_first(sandbox):
+    """F2: app.toml broken after the start: `stop base` stops app (its recorded definition) first."""
+    base_pid, app_pid = base_and_app(sandbox)
+    with open(sandbox.etc / "app.toml", "a") as handle:
+        handle.write("garbage = [\n")
+    result = sandbox.cli("stop", "base")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == ["base: stopping app first (requires base)", "app: stopped", "base: stopped"]
+    assert "app: using the definition it runs with" in result.stderr, result.stderr
+    assert not alive(app_pid) and not alive(base_pid)
+
+
+def test_restart_refuses_when_a_running_dependent_could_not_be_started_again(sandbox):
+    """F2: app runs, its file is now broken: `restart base` would stop app with its recorded
+    definition and could not start it again (nothing starts from a record), so it refuses with
+    exit 6 before anything stops; `stop base` still stops both (a stop is always possible)."""
+    base_pid, app_pid = base_and_app(sandbox)
+    good = (sandbox.etc / "app.toml").read_text()
+    with open(sandbox.etc / "app.toml", "a") as handle:
+        handle.write("garbage = [\n")
+    result = sandbox.cli("restart", "base")
+    assert result.returncode == 6, result.stdout + result.stderr
+    assert "base: not restarted, nothing stopped: app requires it and could not be started again" in result.stderr
+    assert "stopping" not in result.stdout and alive(app_pid) and alive(base_pid)
+    (sandbox.etc / "app.toml").write_text(good)
+    restarted = sandbox.cli("restart", "base")
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert not alive(app_pid) and not alive(base_pid) and running(sandbox, "app") and running(sandbox, "base")
+    assert sandbox.cli("stop", "base").returncode == 0
+
+
+def test_restart_refuses_a_running_dependent_with_neither_file_nor_record(sandbox):
+    """F2: app runs but its file is broken and its state.json has no definition: exit 6 before
+    anything stops (a stop goes ahead with a warning)."""
+    import json
+
+    base_pid, app_pid = base_and_app(sandbox)
+    with open(sandbox.etc / "app.toml", "a") as handle:
+        handle.write("garbage = [\n")
+    state_file = sandbox.run / "svctl" / "app" / "state.json"
+    state = json.loads(state_file.read_text())
+    state.pop("config")
+    state_file.write_text(json.dumps(state))
+    result = sandbox.cli("restart", "base")
+    assert result.returncode == 6, result.stdout + result.stderr
+    assert "cannot tell whether app, which is running, requires it" in result.stderr, result.stderr
+    assert "stopping" not in result.stdout and alive(base_pid) and alive(app_pid)
+    # clean up: app from its record is not possible; stop base (warns about app), kill app by PID
+    stop = sandbox.cli("stop", "base")
+    assert stop.returncode == 0 and "cannot tell whether app requires base" in stop.stderr
+    import os
+    import signal
+
+    os.kill(sandbox.supervisor_pid("app"), signal.SIGTERM)
+    poll_until(lambda: not alive(app_pid), timeout=10)
+
+
+@pytest.mark.parametrize("spelling", ['"requ\\u0069res" = ["base"]', 'requires = ["\\u0062ase"]'])
+def test_an_escape_spelled_requirement_is_a_dependent(sandbox, spelling):
+    """F7: the key or the name spelled with TOML escapes: `stop base` still stops app first."""
+    sandbox.service("base")
+    sandbox.service("app")
+    with open(sandbox.etc / "app.toml", "a") as handle:
+        handle.write(spelling + "\n")
+    assert sandbox.cli("start", "app").returncode == 0
+    app_pid = sandbox.service_pid("app")
+    assert running(sandbox, "base")
+    result = sandbox.cli("stop", "base")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "base: stopping app first (requires base)"
+    assert not alive(app_pid)
+
+
+def test_stop_by_a_caller_who_may_not_is_refused_before_any_warning(sandbox):
+    """F8c: base's file broken, `stop base` as nobody: exit 4, and no "stopping it with" warning."""
+    sandbox.service("base")
+    assert sandbox.cli("start", "base").returncode == 0
+    try:
+        with open(sandbox.etc / "base.toml", "a") as handle:
+            handle.write("garbage = [\n")
+        result = sandbox.cli("stop", "base", user="nobody")
+        assert result.returncode == 4, result.stdout + result.stderr
+        assert "stopping it with the definition" not in result.stderr, result.stderr
+        assert "must be run as root" in result.stderr
+    finally:
+        assert sandbox.cli("stop", "base").returncode == 0

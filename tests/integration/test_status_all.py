@@ -424,3 +424,48 @@ def test_the_graph_warnings_parse_no_toml(sandbox):
         assert "warning" not in out.getvalue()
     finally:
         stop_all(sandbox, *names[::-1])
+
+
+# ---- red team of the review fixes (F8a, F8b, F8d) -------------------------------------------------
+
+
+def test_a_running_service_without_its_file_is_no_empty_config_dir(sandbox):
+    """F8a/F8b: db.toml removed while db runs (the only service): `list` shows its row and says
+    nothing about an empty config dir; `status db` says the file is missing, not invalid."""
+    sandbox.service("db")
+    assert sandbox.cli("start", "db").returncode == 0
+    try:
+        (sandbox.etc / "db.toml").unlink()
+        result = sandbox.cli("list")
+        clean(result)
+        assert "no service file" in table(result)["db"][6]
+        assert "no services defined" not in result.stderr, result.stderr
+        status = sandbox.cli("status", "db")
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert f"warning: the service file {sandbox.etc / 'db.toml'} is missing" in status.stdout, status.stdout
+        assert "invalid" not in status.stdout
+    finally:
+        stop_all(sandbox, "db")
+    empty = sandbox.cli("list")  # no rows at all: now it is said
+    assert empty.returncode == 3 and "no services defined" in empty.stderr
+
+
+def test_a_running_dependent_of_a_stopped_requirement_is_warned(sandbox):
+    """F8d: app runs (started before it required base); base is stopped: app's row warns."""
+    sandbox.service("base")
+    sandbox.service("app")
+    assert sandbox.cli("start", "app").returncode == 0
+    try:
+        sandbox.service("app", requires=["base"])
+        result = sandbox.cli("list")
+        clean(result)
+        rows = table(result)
+        assert rows["app"][1] == "running" and "warning: requires base, which is not running" in rows["app"][6], \
+            result.stdout
+        assert "warning" not in rows["base"][6]
+        listed = {row["name"]: row for row in json.loads(sandbox.cli("list", "--json").stdout)}
+        assert "requires base, which is not running" in listed["app"]["warnings"]
+        assert sandbox.cli("start", "base").returncode == 0
+        assert "warning" not in sandbox.cli("list").stdout
+    finally:
+        stop_all(sandbox, "base", "app")

@@ -143,3 +143,43 @@ def test_a_symlinked_service_file_is_scanned(tmp_path):
     os.mkfifo(real / "fifo")
     (etc / "c.toml").symlink_to("../real/fifo")  # a link to a FIFO: skipped, never hangs
     assert depgraph.mentions_requires(str(etc), "a") == ["b"]
+
+
+# ---- red team of the issue-13 review fixes ------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ['"requ\\u0069res" = ["a"]\n', 'requires = ["\\u0061"]\n',
+                                  'requires = ["\\U00000061"]\n'])
+def test_an_escape_spelled_requirement_is_found(tmp_path, text):
+    """F7: the key or the name spelled with TOML escapes: the file is parsed, the dependent found."""
+    write(tmp_path, "a")
+    (tmp_path / "b.toml").write_text('command = ["/bin/true"]\n' + text)
+    write(tmp_path, "c", ["x"])  # no escape, no "a": still not parsed
+    assert depgraph.mentions_requires(str(tmp_path), "a") == ["b"]
+    assert [config.name for config in depgraph.dependents("a", str(tmp_path), load=loader)] == ["b"]
+
+
+def test_a_broken_candidate_is_given_to_the_fallback(tmp_path):
+    """F2: a broken dependent's file: FALLBACK's definition is used (also for a transitive one);
+    None skips it with the warning; what FALLBACK raises propagates (restart's refusal)."""
+    write(tmp_path, "a")
+    (tmp_path / "b.toml").write_text('requires = ["a"]\ngarbage = [\n')
+    write(tmp_path, "c", ["b"])
+    recorded = configuration.from_mapping("b", "/x/b.toml", {"command": ["/bin/true"], "requires": ["a"]})
+    asked = []
+
+    def fallback(name, error):
+        asked.append(name)
+        return recorded if name == "b" else None
+
+    warnings = []
+    found = depgraph.dependents("a", str(tmp_path), load=loader, warn=warnings.append, fallback=fallback)
+    assert [config.name for config in found] == ["c", "b"] and asked == ["b"] and warnings == []
+    found = depgraph.dependents("a", str(tmp_path), load=loader, warn=warnings.append, fallback=lambda *_: None)
+    assert found == [] and warnings[0].startswith("cannot tell whether b requires a:")
+
+    def refuse(name, error):
+        raise ConfigError(f"refused {name}")
+
+    with pytest.raises(ConfigError, match="refused b"):
+        depgraph.dependents("a", str(tmp_path), load=loader, fallback=refuse)

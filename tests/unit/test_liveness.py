@@ -120,7 +120,7 @@ def test_restart_after_n_consecutive_failures_with_the_stop_schedule():
     effects = answer(machine, clock, next_probe(machine, clock), False, "timed out after 2s")
     assert logs(effects, "health_restart") == [{"reason": "timed out after 2s", "failures": 2}]
     assert machine.state is State.STOPPING and machine.stop_run.purpose == "health"
-    assert ev.Signal(parse_signal("TERM")) in effects and ev.CancelTimer("health") in effects
+    assert ev.Signal(parse_signal("TERM"), cont=True) in effects and ev.CancelTimer("health") in effects
     assert not any(isinstance(effect, ev.Notify) for effect in effects)  # no STOPPING=1: it comes back
     assert machine.status()["health"]["restarts"] == 1
     assert machine.status()["health"]["failures"] == 2
@@ -370,6 +370,20 @@ def test_urls_a_probe_sends_whole_are_accepted(url):
 def test_user_information_is_refused_without_echoing_the_password():
     reason = refusal("http://admin:s3cret@h/health")
     assert reason and "not supported" in reason and "s3cret" not in reason and "\n" not in reason
+
+
+@pytest.mark.parametrize("url, where", [("http://h/my health", "character 12 (' ')"),
+                                        ("http://h/health\t", "character 16 ('\\t')"),
+                                        ("http://h/\x1b[2J", "character 10 ('\\x1b')"),
+                                        ("http://h/sant\u00e9", "character 14 ('\\xe9')"),
+                                        ("http://h\u00e9.example/health", "character 9 ('\\xe9')"),
+                                        ("http://h/health\n", "character 16 ('\\n')"),
+                                        ("http://admin:s3 cret@h/", "character 16 (' ')")])
+def test_whitespace_control_characters_and_non_ascii_are_refused_with_one_line(url, where):
+    """Sent as written they make a request no server accepts: every probe would fail forever."""
+    reason = refusal(url)
+    assert reason and reason.startswith(where) and "percent-encode" in reason
+    assert "\n" not in reason and reason.isascii() and reason.isprintable() and "cret" not in reason
 
 
 def test_a_fragment_is_refused():

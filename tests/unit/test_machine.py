@@ -85,7 +85,7 @@ def test_not_ready_in_time_stops_the_service_then_fails():
     machine.handle(ev.Spawned(100), clock.now)
     clock.advance(10)
     effects = machine.handle(ev.Timer("ready"), clock.now)
-    assert ev.Signal(15) in effects and ev.ArmTimer("stop", 1012) in effects
+    assert ev.Signal(15, cont=True) in effects and ev.ArmTimer("stop", 1012) in effects
     effects = machine.handle(ev.Exited(100, "killed by SIGTERM", clean=False), clock.now)
     assert ev.Reply("cli", 1, "failed to start: not ready within 10s") in effects
     assert ev.ExitSupervisor(1) in effects
@@ -96,9 +96,10 @@ def test_stop_runs_the_schedule_term_wait_kill_wait():
     machine, clock = make()
     start_running(machine, clock)
     effects = without_logs(machine.handle(ev.Stop("cli"), clock.now))
-    assert effects[-2:] == [ev.Signal(15), ev.ArmTimer("stop", clock.now + 30)]
+    assert effects[-2:] == [ev.Signal(15, cont=True), ev.ArmTimer("stop", clock.now + 30)]
     clock.advance(30)
-    assert without_logs(machine.handle(ev.Timer("stop"), clock.now)) == [ev.Signal(9), ev.ArmTimer("stop", 1035.5)]
+    assert without_logs(machine.handle(ev.Timer("stop"), clock.now)) == [ev.Signal(9, cont=True),
+                                                                          ev.ArmTimer("stop", 1035.5)]
     effects = machine.handle(ev.Exited(100, "killed by SIGKILL", clean=False), clock.now)
     assert ev.Reply("cli", 0, "stopped") in effects and ev.ExitSupervisor(0) in effects
 
@@ -134,7 +135,7 @@ def test_leftover_group_members_get_the_same_schedule():
     start_running(machine, clock)
     machine.handle(ev.Stop("cli"), clock.now)
     effects = machine.handle(ev.Exited(100, "killed by SIGTERM", clean=False, group_alive=True), clock.now)
-    assert ev.AwaitGroup() in effects and ev.Signal(15, group=True) in effects
+    assert ev.AwaitGroup() in effects and ev.Signal(15, group=True, cont=True) in effects
     effects = machine.handle(ev.GroupGone(), clock.advance(0.1))
     assert ev.ExitSupervisor(0) in effects
 
@@ -181,6 +182,7 @@ def test_restart_policy(policy, clean, restarts):
 
 
 def test_reload_by_signal_sends_exactly_one_signal():
+    """...and no SIGCONT after it (cont=False): a frozen service stays frozen."""
     machine, clock = make(reload_signal=1)
     start_running(machine, clock)
     effects = without_logs(machine.handle(ev.Reload("cli"), clock.now))
@@ -207,7 +209,7 @@ def test_valid_config_is_applied_by_graceful_restart():
     start_running(machine, clock)
     machine.handle(ev.Reload("cli"), clock.now)
     effects = machine.handle(ev.CheckDone(True, "valid"), clock.now)
-    assert ev.Notify("RELOADING=1") in effects and ev.Signal(15) in effects
+    assert ev.Notify("RELOADING=1") in effects and ev.Signal(15, cont=True) in effects
     assert ev.Spawn("reload") in machine.handle(ev.Exited(100, "killed by SIGTERM", clean=False), clock.now)
     machine.handle(ev.Spawned(200), clock.now)
     effects = machine.handle(ev.Timer("started"), clock.advance(0.5))
