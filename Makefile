@@ -41,13 +41,13 @@ test-unit: venv
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
 
 # The suite against Debian 12's own library versions (the floors in setup.cfg).
-test-floor:
+test-floor: $(INSSERV_ROOT)/sbin/insserv
 	$(PYTHON3) -m venv .venv-floor
 	.venv-floor/bin/pip install -q --upgrade pip
 	.venv-floor/bin/pip install -q -c constraints-floor.txt psutil python-daemon lockfile watchdog structlog \
 		'pytest>=7' 'hypothesis>=6' 'cryptography>=38'
 	.venv-floor/bin/pip install -q --no-deps -e . --config-settings editable_mode=compat
-	.venv-floor/bin/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	SVCTL_INSSERV_ROOT=$(abspath $(INSSERV_ROOT)) .venv-floor/bin/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: venv
 	$(PIP) install -q ruff
