@@ -30,7 +30,6 @@ PRESETS = ("jupyterhub",)
 MAX_FILE_BYTES = 1 << 20  # a service file is a screenful of TOML
 MAX_LOG_BYTES = 1 << 40
 MAX_LOG_BACKUPS = 1000  # every rotation renames each backup
-MAX_COUNT = 10**6
 MAX_DESCRIPTION = 4096  # characters
 
 
@@ -254,7 +253,7 @@ def from_mapping(name: str, path: str, data: dict, validated: bool = False) -> S
         if key in data:
             values[key] = float(v.bounded(data[key], MAX_SECONDS, "s, 24 days", lambda r, key=key: fail(key, r)))
     for key, most in (("log_max_bytes", MAX_LOG_BYTES), ("log_backups", MAX_LOG_BACKUPS),
-                      ("give_up_after", MAX_COUNT)):
+                      ("give_up_after", v.MAX_COUNT)):
         if key in data:
             values[key] = v.bounded(data[key], most, "", lambda r, key=key: fail(key, r))
     if "watch" in data:

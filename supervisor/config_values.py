@@ -10,6 +10,7 @@ import os
 
 MAX_PATH = 4095  # bytes: PATH_MAX less the NUL
 MAX_STRING = 128 * 1024 - 1  # bytes: the kernel's limit for one argument or environment string
+MAX_COUNT = 10**6  # give_up_after, health_failures
 MAX_ITEMS = 4096  # command, check, watch and environment entries
 READY_SCHEMES = ("http://", "https://", "tcp://")
 

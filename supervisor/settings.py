@@ -8,10 +8,11 @@ it is checked where services are loaded together (supervisor/depgraph.py).
 
 from __future__ import annotations
 
+import os
+
 from supervisor import config_values as v
 from supervisor.core.schedule import MAX_SECONDS
 
-MAX_COUNT = 10**6
 MIN_HEALTH_INTERVAL = 0.1  # a probe loop must not spin
 NICE_RANGE = (-20, 19)
 INFINITY_WORDS = ("infinity", "unlimited")
@@ -71,15 +72,13 @@ def validate(name: str, data: dict, values: dict, fail, validated: bool) -> None
                 raise fail(key, f"{v.shown(data[key])} is too short (at least {least} s)")
             values[key] = seconds
     if "health_failures" in data:
-        count = v.bounded(data["health_failures"], MAX_COUNT, "", lambda r: fail("health_failures", r))
+        count = v.bounded(data["health_failures"], v.MAX_COUNT, "", lambda r: fail("health_failures", r))
         if count < 1:
             raise fail("health_failures", "must be at least 1")
         values["health_failures"] = count
     if "environment_file" in data:
         given = data["environment_file"]
         optional = given.startswith("-")
-        import os
-
         values["environment_file"] = os.path.normpath(
             v.path(given[1:] if optional else given, lambda r: fail("environment_file", r)))
         values["environment_file_optional"] = optional

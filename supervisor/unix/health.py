@@ -10,13 +10,10 @@ reason, so one stuck in the resolver costs failures, never a hung supervisor.
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable
 
 from supervisor.core import events as ev
 from supervisor.core.liveness import HealthPolicy
-from supervisor.unix.probe import failure
 
 
 def health_policy(config) -> HealthPolicy | None:
@@ -43,20 +40,28 @@ class HealthProbes:
     wake-up); a thread per probe would cost the loop a wait for each new thread to start."""
 
     def __init__(self, url: str, post: Callable[[ev.Event], None]) -> None:
+        # imported here, like the thread and the probe code below: every supervisor imports
+        # this module, only those with `health` pay for them (urllib's URL parsing, above all)
+        import queue
+
         self.url, self.post = url, post
         self.requests: queue.SimpleQueue = queue.SimpleQueue()
         self.current: int | None = None  # the probe whose answer is wanted; None: none
-        self.worker: threading.Thread | None = None
+        self.worker = None  # the threading.Thread, once started
 
     def start(self, probe: int, timeout: float) -> None:
         self.current = probe
         if self.worker is None:  # (a start that failed at the thread limit is tried again next time)
+            import threading
+
             worker = threading.Thread(target=self._work, name="svctl-health", daemon=True)
             worker.start()
             self.worker = worker
         self.requests.put((probe, timeout))
 
     def _work(self) -> None:
+        from supervisor.unix.probe import failure
+
         while (request := self.requests.get()) is not None:
             probe, timeout = request
             if probe != self.current:
