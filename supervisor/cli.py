@@ -48,6 +48,7 @@ VERBS: dict[str, tuple[str, str, str, dict[str, str | None]]] = {
     "status": ("status", "status", "[NAME] [--json] [--lines N]", {"--json": None, "--lines": "N"}),
     "list": ("status_all", "list_all", "[--json]", {"--json": None}),
     "run": ("lifecycle", "run", "NAME", NAME_ONLY),
+    "up": ("up", "up", "[NAME...]", NAME_ONLY),
     "logs": ("status", "logs", "NAME [-f] [-n LINES]", {"-f": None, "-n": "LINES"}),
     "reopen-logs": ("lifecycle", "reopen_logs", "NAME", NAME_ONLY),
     "check": ("check", "check", "NAME [--json]", {"--json": None}),
@@ -72,6 +73,7 @@ SUMMARY = {
     "status": "LSB status: 0 running, 1 dead with a PID file, 3 stopped, 4 unknown; no NAME: as list",
     "list": "every service at a glance, one line each: 0 all running, 3 none, 1 some",
     "run": "supervise in the foreground (systemd Type=notify, containers, debugging)",
+    "up": "supervise every service (or NAME... and what they require) in one foreground process",
     "logs": "the service's captured output",
     "reopen-logs": "reopen the log files (logrotate); 0 on a stopped service",
     "check": "validate the service file and the service's own config (JupyterHub: the doctor)",
@@ -136,6 +138,12 @@ HELP = {
              "  Exit 0 every service running, 3 none (or none defined, or no such config directory),",
              "  1 otherwise, 4 the config directory can't be listed",
              "  --json    a JSON list, one object per service, the same facts"),
+    "up": ("  no NAME: every NAME.toml of the config directory; NAME...: those and what they require.",
+           "  Starts each once its requirements run (ready, with `ready`); reaps every orphan (PID 1",
+           "  of a container); SIGTERM/SIGINT stop all in reverse dependency order, each with its",
+           "  schedule, then exit 0, or 1 if a service failed to start or to stop; SIGHUP reloads",
+           "  all, SIGUSR1 reopens their logs. The other verbs reach its services as usual; exit 6",
+           "  for an invalid, untrusted or unknown service or a dependency cycle (nothing started)"),
     "logs": ("  -f        keep printing what the service writes", "  -n LINES  how many lines first (default 50)"),
     "install": ("  --root DIR  write under DIR instead of / (no root needed)",
                 "  --print     show the files instead of writing them"),
@@ -160,10 +168,12 @@ class Options:
     """A verb's command line, parsed: its one NAME (None for `list`, or `status` of every service)
     and the options given, in order."""
 
-    __slots__ = ("verb", "name", "given")
+    __slots__ = ("verb", "name", "given", "names")
 
-    def __init__(self, verb: str, name: str | None, given: list[tuple[str, str | None]]) -> None:
+    def __init__(self, verb: str, name: str | None, given: list[tuple[str, str | None]],
+                 names: tuple[str, ...] = ()) -> None:
         self.verb, self.name, self.given = verb, name, given
+        self.names = names or ((name,) if name else ())  # `up NAME...`: every one given
 
     def flag(self, option: str) -> bool:
         return any(given == option for given, _ in self.given)
@@ -243,9 +253,11 @@ def parse_args(verb: str, args: list[str]) -> Options:
                 raise bad_args(verb, f"{option} needs a value ({spec[option]})")
             value = rest.pop(0)
         given.append((option, value))
-    takes = VERBS[verb][2].split()[0]  # "NAME", "[NAME]" (optional) or "[--json]" (none)
+    takes = VERBS[verb][2].split()[0]  # "NAME", "[NAME]" (optional), "[NAME...]" (any) or "[--json]" (none)
     if not positional and not takes.startswith("["):
         raise bad_args(verb, f"missing {takes}")
+    if takes == "[NAME...]":
+        return Options(verb, positional[0] if positional else None, given, tuple(positional))
     allowed = 0 if takes.startswith("[-") else 1
     if len(positional) > allowed:
         raise bad_args(verb, f"unexpected argument {_shown(positional[allowed])}")

@@ -20,10 +20,11 @@ from supervisor import config_values as v
 from supervisor import settings
 from supervisor.errors import ConfigError, Exit, SvctlError
 from supervisor.names import validate_name
+from supervisor.presets import NAMES
 from supervisor.unix.trustchain import TooLarge, Untrusted, check_chain, file_problem, read_regular_file, walk
 
 RESTART_POLICIES = ("always", "on-failure", "never")
-PRESETS = ("jupyterhub",)
+PRESETS = NAMES  # supervisor/presets: the registry (importing it loads no preset)
 
 # Bounds (documented in etc/example.toml). Seconds: MAX_SECONDS (24 days) is the longest the
 # supervisor's event loop can wait in one call; anything sane is far below.

@@ -222,3 +222,22 @@ def dependents(name: str, config_dir: str, load=None, warn=None, requires: tuple
 def direct_requirement(config, among: set[str]) -> str:
     """The first of CONFIG's requirements in AMONG (for "stopping B first (requires A)")."""
     return next((needed for needed in config.requires if needed in among), config.requires[0])
+
+
+def closure(names: list[str], config_dir: str, load=None) -> list:
+    """The ServiceConfigs of NAMES and everything they require, each after its requirements (the
+    start order of `svctl up`); unknown names and cycles raise ConfigError, as requirements() does."""
+    if load is None:
+        from supervisor.config import load
+    cache: dict = {}
+
+    def load_once(name: str, directory: str):
+        if name not in cache:
+            cache[name] = load(name, directory)
+        return cache[name]
+
+    order: dict[str, object] = {}
+    for name in names:
+        for config in requirements(name, config_dir, load_once):
+            order.setdefault(config.name, config)
+    return list(order.values())

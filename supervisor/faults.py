@@ -1,20 +1,19 @@
 """Keeping the supervisor alive when the machine around it fails (issue 10 item 8).
 
 A full disk, the fd limit, a lost directory or a file the service user planted must never end
-supervision. So the loop runs every handler under a guard (runtime.py), the adapters report what
+supervision. So the loop runs every handler under a guard (loop.py, driver.py), the adapters report what
 is wrong here instead of raising, and what is wrong *now* is a short, bounded list of problems
 that state.json publishes (``"problems"``) for `svctl status`. Each new problem is also an event;
 when the events file itself can't be written, the line goes to stderr and syslog, rate-limited.
 
-Guard is the loop's half of it (a mixin of the Runtime): handlers, timers and effects run through
-it, and a descriptor whose handler failed is left alone for PAUSE_SECONDS, so that a failure that
-lasts (accept at the fd limit) can't spin the loop at full speed.
+The loop (loop.py) runs handlers and timers under a guard, and a descriptor whose handler failed is
+left alone for PAUSE_SECONDS, so that a failure that lasts (accept at the fd limit) can't spin the
+loop at full speed; Guard.guarded does the same for a driver's adapters and effects.
 """
 
 from __future__ import annotations
 
 import os
-import selectors
 import sys
 import time
 
@@ -134,8 +133,7 @@ class Faults:
 
 
 class Guard:
-    """The Runtime's protection against its own handlers; needs .faults, .selector, .timers,
-    .paused (dict), .fire(name) and .owns(fileobj)."""
+    """guarded(): a driver's protection against its own adapters; needs .faults."""
 
     def guarded(self, what: str, function, *args):
         """FUNCTION(*ARGS), or None when it raised (logged, and shown as a problem)."""
@@ -144,45 +142,3 @@ class Guard:
         except Exception as exc:
             self.faults.internal(what, exc)
             return None
-
-    def dispatch(self, timeout: float | None) -> None:
-        """Wait for the descriptors (at most TIMEOUT seconds) and run the handlers of those ready."""
-        try:
-            ready = self.selector.select(timeout)
-        except Exception as exc:  # never seen; should it happen, don't spin on it
-            self.faults.internal("waiting for events", exc)
-            time.sleep(PAUSE_SECONDS)
-            return
-        for key, _ in ready:
-            try:
-                key.data(key.fileobj)
-            except Exception as exc:
-                self.faults.internal(f"in {getattr(key.data, '__name__', 'a handler')}", exc)
-                self.pause(key.fileobj, key.data)
-
-    def fire_timers(self) -> None:
-        now = time.monotonic()
-        for name, at in sorted(self.timers.items(), key=lambda item: item[1]):
-            if at <= now and self.timers.get(name) == at:  # (an earlier one may have cancelled it)
-                del self.timers[name]
-                try:
-                    self.fire(name)
-                except Exception as exc:
-                    self.faults.internal(f"at the {name} timer", exc)
-
-    def pause(self, fileobj, handler) -> None:
-        try:
-            self.selector.unregister(fileobj)
-        except (KeyError, ValueError):
-            return  # it was unregistered (closed) on the way
-        self.paused[fileobj] = handler
-        self.timers["resume"] = time.monotonic() + PAUSE_SECONDS
-
-    def resume(self) -> None:
-        paused, self.paused = self.paused, {}
-        for fileobj, handler in paused.items():
-            if self.owns(fileobj):  # not closed meanwhile, its number now something else's
-                try:
-                    self.selector.register(fileobj, selectors.EVENT_READ, handler)
-                except (KeyError, ValueError, OSError):
-                    pass

@@ -55,6 +55,8 @@ class Launcher:
     control connection, say), so nothing may write to the bare number after that.
     """
 
+    adds_problems = True  # "started; problems: ...": the caller should know what is wrong
+
     def __init__(self, fd: int) -> None:
         self.fd = fd
 

@@ -60,8 +60,10 @@ class _Sink:
 
 class EventLog:
     def __init__(self, path: str, service: str, console: bool, secrets: tuple[str, ...] = (),
-                 faults: Faults | None = None) -> None:
+                 faults: Faults | None = None, name_on_console: bool = False) -> None:
+        """NAME_ON_CONSOLE: each console line says which service (`svctl up` shows many)."""
         self.path, self.service, self.secrets = path, service, secrets
+        self.console_fields = {"service": service} if name_on_console else {}
         self.faults = faults if faults is not None else Faults(service)
         self.faults.log = self
         self.fd = -1
@@ -112,7 +114,7 @@ class EventLog:
             self.faults.fallback(f"{name} {fields!r} (not rendered: {exc})")
         if self._human is not None:
             try:
-                getattr(self._human, level)(name, **fields)
+                getattr(self._human, level)(name, **self.console_fields, **fields)
             except Exception:
                 pass  # the terminal went away; the events file has it
 

@@ -29,6 +29,11 @@ class Observation(namedtuple("Observation", "pidfile state state_problem supervi
         return machine if isinstance(machine, dict) else {}  # wrong-shaped (another version?): none
 
     @property
+    def under_up(self) -> bool:
+        """Supervised by `svctl up` (many services, one process, no PID files)."""
+        return (self.state or {}).get("mode") == "up"
+
+    @property
     def supervised(self) -> bool:
         return self.supervisor is not None
 

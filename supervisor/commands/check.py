@@ -151,10 +151,9 @@ def check(context, args: list[str]) -> int:
     process = process_settings(config)
     if process:
         findings.append(_process_settings_finding(config, process))
-    if config.preset == "jupyterhub":
-        from supervisor.jupyterhub.probe import run_doctor
+    from supervisor.presets import preset_for
 
-        findings += run_doctor(config)
+    findings += preset_for(config.preset).doctor(config)  # the preset's own findings (JupyterHub's doctor)
     from supervisor.jupyterhub.doctor import ERROR, SEVERITY_ORDER, UNCHECKED
 
     findings.sort(key=lambda finding: SEVERITY_ORDER[finding.severity])

@@ -89,11 +89,20 @@ def require_root(prefix: str, what: str) -> None:
 
 
 def init(context, args: list[str]) -> int:
+    """`svctl init NAME`: the scaffolder of the preset called NAME (supervisor/presets)."""
     from supervisor.cli import options_for
+    from supervisor.presets import preset_for, scaffolding
 
     parsed = options_for(context, "init", args)
-    if parsed.name != "jupyterhub":
-        raise SvctlError("init: only 'svctl init jupyterhub' exists", Exit.BAD_ARGS)
+    preset = preset_for(parsed.name)
+    if not preset.scaffolds:
+        raise SvctlError(f"init: unknown preset {parsed.name!r}; svctl init takes: {', '.join(scaffolding())}",
+                         Exit.BAD_ARGS)
+    return preset.init(context, parsed)
+
+
+def init_jupyterhub(context, parsed) -> int:
+    """`svctl init jupyterhub` (the jupyterhub preset's scaffolder), PARSED: the CLI's options."""
     options = InitArgs(parsed)
     from supervisor.jupyterhub import certs, scaffold
 

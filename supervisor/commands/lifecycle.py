@@ -92,7 +92,10 @@ def start_service(config: ServiceConfig, run_dir: str) -> int:
 
 
 def on_its_way_out(obs: Observation) -> bool:
-    """The verified supervisor is stopping its service for good (a `stop`, SIGTERM)."""
+    """The verified supervisor is stopping its service for good (a `stop`, SIGTERM). Never under
+    `svctl up`: it goes on with its other services, and a `start` is its to answer."""
+    if obs.under_up:
+        return False
     machine = obs.machine
     return machine.get("goal") == "down" or machine.get("state") == "stopped"
 
@@ -147,7 +150,7 @@ def ask(config: ServiceConfig, obs: Observation, command: str, timeout: float | 
     deadline = time.monotonic() + 5
     while True:
         try:
-            code, message = control.request(path, command, obs.supervisor.pid, timeout)
+            code, message = control.request(path, command, obs.supervisor.pid, timeout, config.name)
             break
         except (FileNotFoundError, ConnectionRefusedError, control.SupervisorGone) as exc:
             if command in STOPS and (isinstance(exc, control.SupervisorGone) or not verify(obs.supervisor)):

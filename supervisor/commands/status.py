@@ -40,7 +40,8 @@ def decide(obs: Observation) -> tuple[int, str, list[str]]:
     if obs.supervised:
         if state == "stopped":  # a clean stop, its supervisor on the way out: not a crash
             return Status.NOT_RUNNING, "is not running (stopped)", warnings
-        if obs.pidfile.kind == "missing" and state != "starting":  # (starting: not written yet)
+        if obs.pidfile.kind == "missing" and state != "starting" and not obs.under_up:
+            # (starting: not written yet; `svctl up` writes none)
             warnings.append("the PID file is missing (was it deleted?)")
         if state in UP_STATES:
             return Status.RUNNING, "is running" if state == "running" else f"is {state}", warnings

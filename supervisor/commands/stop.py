@@ -58,7 +58,7 @@ def ask_running_supervisor(run_dir: str, name: str, command: str) -> tuple[int, 
         return None
     path = os.path.join(directory, rundir.SOCKET)
     try:
-        return control.request(path, command, supervisor.pid, timeout=None)
+        return control.request(path, command, supervisor.pid, None, name)
     except (FileNotFoundError, ConnectionRefusedError):
         return None  # not listening (yet, or any more): the general path knows what to do
     except control.SupervisorGone:  # it went while we asked: once it is gone, the general path decides

@@ -4,9 +4,11 @@ It lets ``svctl stop`` and ``svctl reload`` wait for the real outcome (a signal 
 Requests take the same path through the state machine as SIGTERM and SIGHUP. The client checks
 the server's PID (SO_PEERCRED) against the verified supervisor identity before trusting a reply.
 
-Protocol: ``COMMAND\\n`` -> ``CODE MESSAGE\\n``. Plain text, and the client uses the C-level
-``_socket`` module, because ``svctl stop`` is timed against start-stop-daemon and importing
-``json`` and ``socket`` would double its start-up cost.
+Protocol: ``COMMAND NAME\\n`` -> ``CODE MESSAGE\\n``. NAME says which service: `svctl up`
+serves many through one socket (each RUN_DIR/NAME/control.sock is a symlink to it); the
+per-service daemon also takes a bare ``COMMAND`` and refuses another service's NAME. Plain
+text, and the client uses the C-level ``_socket`` module, because ``svctl stop`` is timed
+against start-stop-daemon and importing ``json`` and ``socket`` would double its start-up cost.
 """
 
 from __future__ import annotations
@@ -45,19 +47,21 @@ def listen(path: str):
     return server
 
 
-def read_request(connection) -> str | None:
-    """The command of a request, or None when the peer sent nothing usable."""
+def read_request(connection) -> tuple[str, str | None] | None:
+    """(command, service name or None) of a request, or None when the peer sent nothing usable."""
     try:
         connection.setblocking(True)
         connection.settimeout(1.0)
-        command = connection.recv(256).decode("ascii", "replace").strip()
+        words = connection.recv(256).decode("ascii", "replace").split()
     except OSError:
         return None
-    return command if command in COMMANDS else None
+    if not 1 <= len(words) <= 2 or words[0] not in COMMANDS:
+        return None
+    return words[0], words[1] if len(words) == 2 else None
 
 
-def pending(server) -> list[tuple[object, str | None]]:
-    """(connection, command) of every client still in SERVER's backlog, accepted now: a supervisor
+def pending(server) -> list[tuple[object, tuple | None]]:
+    """(connection, read_request's answer) of every client still in SERVER's backlog, accepted now: a supervisor
     that exits answers each one, where closing the socket would have reset them."""
     requests = []
     while True:
@@ -82,8 +86,8 @@ def peer_pid(connection) -> int:
     return int.from_bytes(creds[:4], sys.byteorder, signed=True)
 
 
-def request(path: str, command: str, expected_pid: int, timeout: float | None) -> tuple[int, str]:
-    """Send COMMAND and wait for the reply. Raises OSError if the supervisor can't be reached,
+def request(path: str, command: str, expected_pid: int, timeout: float | None, name: str) -> tuple[int, str]:
+    """Send COMMAND for service NAME and wait for the reply. Raises OSError if the supervisor can't be reached,
     SupervisorGone (a ConnectionError) when a ``stop`` lost its connection: see that class."""
     client = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
@@ -93,7 +97,7 @@ def request(path: str, command: str, expected_pid: int, timeout: float | None) -
             raise ConnectionRefusedError(f"{path} is served by pid {peer_pid(client)}, not {expected_pid}")
         data = b""
         try:
-            client.sendall(f"{command}\n".encode())
+            client.sendall(f"{command} {name}\n".encode())
             client.settimeout(timeout)
             while not data.endswith(b"\n"):
                 chunk = client.recv(4096)

@@ -10,7 +10,8 @@ pile up at each crash-restart), and they count in the "group still alive" checks
 Signalling them by PID is safe: they are our children and we are their only reaper, so a PID
 can't be reused by anyone else before we have reaped it, and the loop reaps only between scans.
 
-The exception is the jupyterhub preset: users' servers are children of the hub started in their
+What a preset keeps on purpose (supervisor/presets: Preset.keeps_escapee) is kept on restarts and
+plain stops. The jupyterhub preset's: users' servers are children of the hub started in their
 own session, and they are meant to survive a hub restart (svctl's generated config has
 ``cleanup_servers = False``). Only what really is a user's server is kept, on restarts and on a
 plain stop: a process whose environment holds JUPYTERHUB_USER, which JupyterHub's spawners set for
@@ -26,6 +27,17 @@ escapees: a descendant that became root through a setuid program (su, sudo, a se
 not the service user's to kill, and signalling it as root would let the service user have root
 kill (and so disrupt) a root process. A root service's escapees are all of them.
 
+Under ``svctl up`` one process supervises many services, so every service's escapees become its
+children: Leftovers' ``belongs`` tells this service's from the others' (the per-service daemon has
+no need: all its children are its service's). in_service attributes an escapee to a service by
+what the kernel says first, its session: still one of the sessions the service was started in (a
+``setsid``-less ``&``, a double fork), and a session ID is no other process's PID while any member
+of it lives. Else by its environment as exec'd: ``SVCTL_SERVICE=NAME``, which every service gets
+and its descendants inherit (a ``setsid helper &``). That one is the process's own word, so the
+uid rule above still applies to it. An escapee that both cleared its environment and left the
+session is claimed by no service: it is only reaped, and gets up's final sweep (TERM, 5 s, KILL)
+at exit.
+
 A stop schedule's signal is followed by SIGCONT (as systemd does after KillSignal=): a stopped
 process (SIGSTOP, Ctrl-Z) would otherwise never see the TERM and wait for the KILL at the
 schedule's end. A reload signal is not (ev.Signal.cont): a service the admin froze stays frozen.
@@ -37,8 +49,12 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from supervisor.unix.identity import process_group_alive, read_stat
+
+if TYPE_CHECKING:
+    from supervisor.presets import Preset
 
 
 def children_of(pid: int) -> list[int]:
@@ -107,6 +123,22 @@ def is_user_server(pid: int) -> bool:
     return any(entry.startswith(USER_SERVER_MARK) for entry in environment)
 
 
+SERVICE_MARK = b"SVCTL_SERVICE="  # issue 14: every service, check and hook runs with SVCTL_SERVICE=NAME
+
+
+def in_service(pid: int, name: bytes | str, sessions: set[int]) -> bool:
+    """Is PID (our child, under `svctl up`) an escapee of the service called NAME, whose processes
+    were started in SESSIONS? Its session is one of them, or its environment holds exactly
+    SVCTL_SERVICE=NAME (see above)."""
+    stat = read_stat(pid)  # (state, start, process group, session): field 6 parsed after the last ')'
+    if stat is None or stat[0] in ("Z", "X"):
+        return False  # gone: nothing left to signal
+    if stat[3] in sessions:
+        return True
+    mark = SERVICE_MARK + (os.fsencode(name) if isinstance(name, str) else name)
+    return mark in (environment_of(pid) or ())  # None: not ours to read, no claim made
+
+
 def real_uid(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/status", "rb") as handle:
@@ -150,18 +182,29 @@ def send_stop_signal(send: Callable[[int], None], number: int, cont: bool = True
 
 
 class Leftovers:
-    """The service's process group plus its escapees, as one thing to signal and wait for."""
+    """The service's process group plus its escapees, as one thing to signal and wait for.
 
-    def __init__(self, preset: str, not_escapees: Callable[[], Iterable[int | None]], uid: int | None = None,
-                 log=None) -> None:
-        self.keep_user_servers = preset == "jupyterhub"  # users' servers outlive the hub (see above)
+    PRESET: the service's Preset (a preset name, or None, is looked up: runtime.py passes
+    config.preset). BELONGS(pid): whether our child PID is this service's (under `svctl up`, see
+    in_service); None: every child is (the per-service daemon). FOREIGN: the children that are
+    nobody's leftovers; None: those we have now."""
+
+    def __init__(self, preset: Preset | str | None, not_escapees: Callable[[], Iterable[int | None]],
+                 uid: int | None = None, log=None, *, belongs: Callable[[int], bool] | None = None,
+                 foreign: Iterable[int] | None = None) -> None:
+        if preset is None or isinstance(preset, str):
+            from supervisor.presets import preset_for
+
+            preset = preset_for(preset)
+        self.preset = preset  # keeps_escapee: what it keeps on purpose (users' servers, see above)
         self.take_all = False  # "stop-all": this stop takes the kept ones too
         self.not_escapees = not_escapees  # the service, the check, the hook: PIDs that are no escapee
         self.uid = uid  # the service's user; None or 0: root, every escapee is its own
+        self.belongs = belongs
         # children we had before the service ever ran (a boot script's `cmd & exec svctl ...`) are
         # nobody's leftovers; made before the first spawn
-        self.foreign = set(children_of(os.getpid()))
-        self.servers: set[int] = set()  # known users' servers (an un-reaped child's PID is not reused)
+        self.foreign = set(children_of(os.getpid()) if foreign is None else foreign)
+        self.servers: set[int] = set()  # known kept ones (an un-reaped child's PID is not reused)
         self.log = log  # an EventLog: one "escapee_skipped" line per child left alone for its uid
         self.skipped: set[int] = set()  # those already logged (an un-reaped child's PID is not reused)
         self.last_signal: int | None = None
@@ -171,6 +214,8 @@ class Leftovers:
     def escapees(self) -> list[int]:
         ours = {pid for pid in self.not_escapees() if pid} | self.foreign
         found = [pid for pid in children_of(os.getpid()) if pid not in ours]
+        if self.belongs is not None:  # before the uid rule: another service's are not ours to log
+            found = [pid for pid in found if self.belongs(pid)]
         if self.uid:  # a non-root service: only what still runs as its user (see above)
             uids = {pid: real_uid(pid) for pid in found}
             found = [pid for pid in found if uids[pid] == self.uid]
@@ -180,11 +225,10 @@ class Leftovers:
                 if self.log is not None:
                     self.log.event("escapee_skipped", pid=pid, uid=uids[pid], detail="not running as the "
                                    "service's user: left alone (svctl stop does not signal it)")
-        if self.keep_user_servers:
-            self.servers &= set(found)
-            self.servers |= {pid for pid in found if pid not in self.servers and is_user_server(pid)}
-            if not self.take_all:
-                found = [pid for pid in found if pid not in self.servers]
+        self.servers &= set(found)
+        self.servers |= {pid for pid in found if pid not in self.servers and self.preset.keeps_escapee(pid)}
+        if not self.take_all:
+            found = [pid for pid in found if pid not in self.servers]
         return found
 
     def alive(self, pgid: int | None) -> bool:

@@ -106,6 +106,24 @@ def read_ident(directory: str) -> list[str] | None:
     return fields if len(fields) == 4 else None
 
 
+def link_socket(directory: str, target: str) -> int:
+    """DIRECTORY/control.sock as a symlink to TARGET (`svctl up`'s one socket, in the run directory
+    too: root's alone); returns the link's inode, so that only this link is removed at exit."""
+    with safefs.locate(os.path.join(directory, SOCKET)) as place:
+        if place.owner is not None:
+            raise safefs.UnsafePath(f"{place.controlled_from} belongs to uid {place.owner}")
+        try:
+            os.unlink(place.name, dir_fd=place.fd)  # a dead supervisor's socket, or an older link
+        except FileNotFoundError:
+            pass
+        os.symlink(target, place.name, dir_fd=place.fd)
+        return os.stat(place.name, dir_fd=place.fd, follow_symlinks=False).st_ino
+
+
+def remove_path(path: str, inode: int | None) -> None:
+    remove_own(os.path.dirname(path), os.path.basename(path), inode)
+
+
 def remove_own(directory: str, entry: str, inode: int | None) -> None:
     """Remove DIRECTORY/ENTRY only if it is still the file we created (inode INODE)."""
     if inode is None:

@@ -59,6 +59,9 @@ def user_environment(config: ServiceConfig,
         from_file = read(config)
     env.update(from_file)
     env.update(config.env)
+    # as supervisord's SUPERVISOR_PROCESS_NAME: and `svctl up` knows whose an escapee is by it
+    # (unix/escapees.py in_service); set last, so that the service can't name another one
+    env["SVCTL_SERVICE"] = config.name
     kwargs: dict = {}
     if config.umask is not None:
         kwargs["umask"] = config.umask

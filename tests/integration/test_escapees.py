@@ -15,6 +15,7 @@ import time
 import pytest
 
 from conftest import IS_ROOT, alive, poll_until
+from supervisor.presets import Preset, preset_for
 from supervisor.unix import control
 from supervisor.unix.escapees import Leftovers, children_of
 
@@ -186,7 +187,7 @@ def test_jupyterhub_stop_all_takes_the_users_servers_too(sandbox, escapees):
     assert sandbox.cli("start", "hub").returncode == 0
     escapees += poll_until(lambda: recorded(servers), what="the user server's PID")
     socket_path = str(sandbox.run / "svctl" / "hub" / "control.sock")
-    code, message = control.request(socket_path, "stop-all", sandbox.supervisor_pid("hub"), 30)
+    code, message = control.request(socket_path, "stop-all", sandbox.supervisor_pid("hub"), 30, "hub")
     assert (code, message) == (0, "stopped")
     assert not alive(escapees[0])
     assert any(e["event"] == "stop_all_requested" for e in sandbox.events("hub"))
@@ -270,7 +271,8 @@ def test_the_jupyterhub_rule_at_the_unit_level(escapees):
     def others():  # whatever else this test process has is no escapee
         return before
 
-    plain, hub = Leftovers("", others), Leftovers("jupyterhub", others)  # made before the "service" runs
+    # made before the "service" runs
+    plain, hub = Leftovers(Preset(), others), Leftovers(preset_for("jupyterhub"), others)
     server = subprocess.Popen(["sleep", "300"], start_new_session=True,
                               env={"PATH": os.environ["PATH"], "JUPYTERHUB_API_TOKEN": "t0ken",
                                    "JUPYTERHUB_USER": "alice"})
@@ -288,10 +290,10 @@ def test_the_jupyterhub_rule_at_the_unit_level(escapees):
         assert server.wait(5) == -signal.SIGTERM
         assert not hub.alive(None)
         # a child we had before the supervisor's first spawn is nobody's leftover
-        late = Leftovers("", others)
+        late = Leftovers(Preset(), others)
         newcomer = subprocess.Popen(["sleep", "300"], start_new_session=True)
         escapees.append(newcomer.pid)
-        assert newcomer.pid in late.escapees() and newcomer.pid not in Leftovers("", others).escapees()
+        assert newcomer.pid in late.escapees() and newcomer.pid not in Leftovers(Preset(), others).escapees()
         newcomer.kill()
         newcomer.wait()
     finally:
@@ -306,7 +308,7 @@ def test_a_non_root_services_escapees_are_only_those_of_its_user(escapees):
     user's to kill: never signalled, never waited for. A root service's escapees: all of them."""
     before = set(children_of(os.getpid()))
     nobody = pwd.getpwnam("nobody").pw_uid
-    as_nobody, as_root = Leftovers("", lambda: before, uid=nobody), Leftovers("", lambda: before)
+    as_nobody, as_root = Leftovers(Preset(), lambda: before, uid=nobody), Leftovers(Preset(), lambda: before)
     own = subprocess.Popen(["sleep", "300"], start_new_session=True, user=nobody)
     root = subprocess.Popen(["sleep", "300"], start_new_session=True)
     escapees += [own.pid, root.pid]
@@ -326,7 +328,7 @@ def test_a_non_root_services_escapees_are_only_those_of_its_user(escapees):
 def test_a_stopped_escapee_is_continued_after_the_stop_signal(escapees):
     """SIGSTOPped, a process never acts on TERM: SIGCONT follows it (as systemd does)."""
     before = set(children_of(os.getpid()))
-    leftovers = Leftovers("", lambda: before)
+    leftovers = Leftovers(Preset(), lambda: before)
     stopped = subprocess.Popen(["/bin/sh", "-c", "trap 'exit 7' TERM; while :; do sleep 0.05; done"],
                                start_new_session=True)
     escapees.append(stopped.pid)

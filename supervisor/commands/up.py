@@ -1,0 +1,97 @@
+"""``svctl up [NAME...]``: every service (or NAME... and what they require) in one foreground
+process; supervisor/up.py is the process. Everything that can be refused is refused here, before
+anything starts: an invalid, untrusted or unknown service file, a dependency cycle (exit 6), a
+caller who may not supervise (exit 4), a service another supervisor already has (exit 1).
+
+Exit codes once it ran: 0 every service started and, on SIGTERM/SIGINT, stopped within its
+schedule; 1 a service failed to start (or was never started because a requirement failed) or to
+stop (still there after its schedule).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from supervisor import config as configuration
+from supervisor.cli import options_for
+from supervisor.commands.lifecycle import require_privilege
+from supervisor.errors import Exit, SvctlError
+from supervisor.names import validate_name
+from supervisor.unix import rundir
+from supervisor.unix.pidfile import AlreadyLocked, SupervisorLock
+
+
+def up(context, args: list[str]) -> int:
+    from supervisor import depgraph
+    from supervisor.commands.status_all import defined
+
+    options = options_for(context, "up", args)
+    names = [validate_name(name) for name in options.names] or defined(context.config_dir)
+    if not names:
+        raise SvctlError(f"up: no services defined in {context.config_dir} (no NAME.toml there)", Exit.NOT_CONFIGURED)
+    for name in names:
+        if not configuration.service_path(name, context.config_dir) or not _exists(name, context.config_dir):
+            raise SvctlError(f"up: no service {name!r}: {configuration.service_path(name, context.config_dir)} "
+                             "does not exist", Exit.NOT_CONFIGURED)
+    configs = depgraph.closure(names, context.config_dir)  # ConfigError (exit 6): nothing started
+    for config in configs:
+        require_privilege(config, context.run_dir, "up")
+        configuration.ensure_paths_exist(config)
+    locks = take_locks(configs, context.run_dir)
+    from supervisor.up import Up
+
+    try:
+        adopt = adoptions(configs, context.run_dir)
+        front = Up(configs, locks, context.run_dir, context.config_dir, adopt)
+    except BaseException:
+        for lock in locks.values():
+            lock.release()
+        raise
+    code = front.run()
+    sys.stdout.flush()
+    return code
+
+
+def adoptions(configs: list, run_dir: str) -> dict:
+    """NAME -> what to adopt, for each service still running whose supervisor died (as `svctl
+    start` adopts it); a live instance svctl did not start (an old init script's) is refused."""
+    from supervisor.commands.lifecycle import adoption
+    from supervisor.observe import foreign_instance, observe
+
+    found = {}
+    for config in configs:
+        obs = observe(config, run_dir)
+        refusal = foreign_instance(config, obs)
+        if refusal:
+            raise SvctlError(f"up: {config.name}: not started: {refusal}")
+        if obs.supervised and obs.supervisor.pid != os.getpid():  # (its lock is ours: a dying one)
+            raise SvctlError(f"up: {config.name} is still supervised by pid {obs.supervisor.pid}")
+        adopt = adoption(obs)
+        if adopt is not None:
+            found[config.name] = adopt
+    return found
+
+
+def _exists(name: str, config_dir: str) -> bool:
+    return os.path.lexists(configuration.service_path(name, config_dir))
+
+
+def take_locks(configs: list, run_dir: str) -> dict:
+    """Every service's run-directory lock, or none: a service another supervisor has (`svctl
+    start`, another `up`) is refused before anything starts, and it is left alone."""
+    locks: dict = {}
+    try:
+        for config in configs:
+            rundir.ensure(run_dir, config.name)
+            try:
+                locks[config.name] = SupervisorLock.acquire(rundir.service_dir(run_dir, config.name), config.pidfile)
+            except AlreadyLocked:
+                raise SvctlError(f"up: {config.name} is already supervised (its run directory "
+                                 f"{rundir.service_dir(run_dir, config.name)} is locked); stop it first, "
+                                 "or leave it out of the names", Exit.FAILED) from None
+    except BaseException:
+        for lock in locks.values():
+            lock.release()
+        raise
+    return locks
