@@ -60,8 +60,9 @@ class ServiceDriver(Guard, Requests, Adoption):
 
     def __init__(self, config: ServiceConfig, run_dir: str, loop, *, console: bool = False, lock=None,
                  mode: str = "daemon", membership=None, on_run_dir_recreated=None,
-                 name_on_console: bool = False) -> None:
+                 name_on_console: bool = False, clock=time.monotonic, spawner=spawn) -> None:
         self.config, self.run_dir, self.loop, self.lock, self.mode = config, run_dir, loop, lock, mode
+        self.clock, self.spawner = clock, spawner  # (unit tests give a fake clock and spawner)
         self.on_run_dir_recreated = on_run_dir_recreated
         self.directory = rundir.ensure(run_dir, config.name)
         self.machine = Machine(policy_for(config))
@@ -80,7 +81,8 @@ class ServiceDriver(Guard, Requests, Adoption):
         self.last_words: list = []  # replies held back until the PID file is gone
         self.cleaned_up = False
         self.adopted_pipes: set[int] = set()
-        self.me = identity.identify(os.getpid())
+        self.me = identity.identify(os.getpid(), allow_init=True)  # PID 1: `up` as a container's init
+        self.pid_namespace = identity.pid_namespace()  # the PIDs in state.json mean processes of this one
         self.config_record = public_record(config)  # lets `svctl status` skip the TOML parser
         self.faults = Faults(config.name)
         self.secrets = secrets_of(config.environment)
@@ -124,11 +126,14 @@ class ServiceDriver(Guard, Requests, Adoption):
         self.loop.wake()
 
     def process(self) -> None:
+        """Every queued event, then one state.json write if anything changed (not one per event:
+        a start is three events, and 100 services under `svctl up` start in one round)."""
+        changed = False
         while self.events and self.exit_code is None:
             event = self.events.popleft()
             before = self.machine.status() if is_health_event(event) else None
             try:
-                effects = self.machine.handle(event, time.monotonic())
+                effects = self.machine.handle(event, self.clock())
             except Exception as exc:
                 if isinstance(exc, IllegalTransition):
                     self.log.event("illegal_transition", level="error", detail=str(exc))
@@ -142,14 +147,16 @@ class ServiceDriver(Guard, Requests, Adoption):
                     self.perform(effect)
                 except Exception as exc:
                     self.faults.internal(f"performing {type(effect).__name__}", exc)
-            if before is None or self.machine.status() != before:  # a probe that changed nothing: no write
-                self.publish()
+            # a probe that changed nothing: no write
+            changed = changed or before is None or self.machine.status() != before
+        if changed:
+            self.publish()
 
     def settle(self) -> None:
         """After each round of the loop: a new problem reaches state.json at once, a moved counter
         within a second."""
         if self.faults.changed and not self.cleaned_up:
-            soon = time.monotonic() + (0.0 if self.faults.urgent else PUBLISH_DELAY)
+            soon = self.clock() + (0.0 if self.faults.urgent else PUBLISH_DELAY)
             self.timers["publish"] = min(self.timers.get("publish", soon), soon)
 
     def fire(self, name: str) -> None:
@@ -231,7 +238,7 @@ class ServiceDriver(Guard, Requests, Adoption):
             case ev.Signal(signal=number, group=group, cont=cont):
                 self.send(number, group, cont)
             case ev.ArmTimer(name=name, at=at):
-                self.timers[name] = at - stop_lead(at - time.monotonic()) if name == "stop" else at
+                self.timers[name] = at - stop_lead(at - self.clock()) if name == "stop" else at
             case ev.CancelTimer(name=name):
                 self.timers.pop(name, None)
             case ev.StartProbe():
@@ -290,7 +297,7 @@ class ServiceDriver(Guard, Requests, Adoption):
         if self.sessions:
             self.guarded("forgetting empty sessions", self.forget_empty_sessions)
         try:
-            self.child = spawn(self.config, self.output.write_fd, keep_fds=(self.output.read_fd,))
+            self.child = self.spawner(self.config, self.output.write_fd, keep_fds=(self.output.read_fd,))
         except Exception as exc:
             reason = f"cannot run {self.config.command[0]}: {getattr(exc, 'strerror', None) or exc}"
             self.events.append(ev.SpawnFailed(reason))
@@ -335,22 +342,23 @@ class ServiceDriver(Guard, Requests, Adoption):
         this is tried again soon (a lost write must not leave `status` on a dead PID)."""
         try:
             now_wall = time.time()
-            status = public_status(self.machine.status(), now_wall, time.monotonic(), self.secrets)
+            status = public_status(self.machine.status(), now_wall, self.clock(), self.secrets)
             status["rejected"] = self.private_reasons.publish(status["rejected"])
             self.faults.changed = self.faults.urgent = False
             reserve_used = self.state_file.write({
                 "version": 1, "name": self.config.name, "updated": now_wall, "mode": self.mode,
+                "pid_namespace": self.pid_namespace,
                 "supervisor": self.me.to_dict() if self.me else None,
                 "service": self.service_identity.to_dict() if self.service_identity else None,
                 "pgid": self.pgid, "output_fd": self.output.read_fd, "machine": status,
                 "problems": redact(self.faults.problems(), self.secrets), "config": self.config_record,
             })
         except Exception as exc:
-            self.timers["publish"] = time.monotonic() + PUBLISH_RETRY
+            self.timers["publish"] = self.clock() + PUBLISH_RETRY
             self.faults.report("state", f"state file in {self.directory}: {describe(exc)}; status may be out of date")
             if isinstance(exc, FileNotFoundError) and not os.path.isdir(self.directory) and not self.cleaned_up:
                 if self.guarded("recreating the run directory", self.recreate_run_dir) is not None:
-                    self.timers["publish"] = time.monotonic()
+                    self.timers["publish"] = self.clock()
             return
         self.timers.pop("publish", None)
         self.faults.report("state", None if reserve_used is None else

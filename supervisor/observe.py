@@ -34,6 +34,12 @@ class Observation(namedtuple("Observation", "pidfile state state_problem supervi
         return (self.state or {}).get("mode") == "up"
 
     @property
+    def without_pidfile(self) -> bool:
+        """Its supervisor writes no PID file: `svctl up`, or `svctl run` as PID 1 (a container's
+        init, whose PID file would say 1, which no reader may believe)."""
+        return (self.state or {}).get("mode") in ("up", "init")
+
+    @property
     def supervised(self) -> bool:
         return self.supervisor is not None
 
@@ -43,21 +49,46 @@ class Observation(namedtuple("Observation", "pidfile state state_problem supervi
         return self.supervisor is None and self.service is not None
 
 
-def observe(config: ServiceConfig, run_dir: str, state_read: tuple | None = None) -> Observation:
-    """STATE_READ: the (state, problem) pair of rundir.read_state, if the caller already has it."""
+def observe(config: ServiceConfig, run_dir: str, state_read: tuple | None = None, locked: bool = False) -> Observation:
+    """STATE_READ: the (state, problem) pair of rundir.read_state, if the caller already has it.
+    LOCKED: the caller holds the run directory's lock, so a state.json from another PID namespace
+    is a dead one's (a restarted container's: its processes died with their namespace)."""
     directory = rundir.service_dir(run_dir, config.name)
     pidfile = read_pidfile(config.pidfile)
     state, problem = state_read or rundir.read_state(directory)
     supervisor = service = None
+    if state is not None and foreign_namespace(config.name, state, refuse=not locked):
+        state = None
     if state is not None:
         recorded_supervisor = recorded(state, "supervisor")
-        if verify(recorded_supervisor) and recorded_supervisor.pid != os.getpid():
+        if verify(recorded_supervisor, allow_init=True) and recorded_supervisor.pid != os.getpid():
             supervisor = recorded_supervisor
         recorded_service = recorded(state, "service")
         if verify(recorded_service):
             service = recorded_service
     pidfile_alive = pidfile.kind != "ok" or process_alive(pidfile.pid)
     return Observation(pidfile, state, problem, supervisor, service, directory, pidfile_alive)
+
+
+def foreign_namespace(name: str, state: dict, refuse: bool) -> bool:
+    """Whether STATE was written in another PID namespace; if REFUSE, that is an error (exit 4):
+    a container's `svctl up` whose run directory is seen from the host. Its PIDs are other
+    processes here, so neither "running" nor "not running" would be true, and a stop must not act
+    on them."""
+    theirs = state.get("pid_namespace")
+    if not isinstance(theirs, str) or not theirs:
+        return False
+    from supervisor.unix.identity import pid_namespace
+
+    ours = pid_namespace()
+    if not ours or theirs == ours:
+        return False
+    if refuse:
+        from supervisor.errors import Status, SvctlError, printable
+
+        raise SvctlError(f"{name} is supervised in another PID namespace ({printable(theirs)[:40]}, we are in "
+                         f"{ours}): run svctl there (docker exec CONTAINER svctl ..., or nsenter)", Status.UNKNOWN)
+    return True
 
 
 def foreign_instance(config: ServiceConfig, obs: Observation) -> str | None:

@@ -39,6 +39,19 @@ from supervisor.unix.escapees import children_of, in_service, send_stop_signal
 
 SOCKET_DIR = ".up"  # RUN_DIR/.up: no service can be called that (names start with a letter or digit)
 SWEEP_GRACE = 5.0  # what no service claims has this long after TERM before KILL, at exit
+FDS_PER_SERVICE = 10  # output pipe (2), events, log, state dir + reserve, pidfd, a hook's pipe, a client
+
+
+def enough_descriptors(services: int) -> None:
+    """Raise our soft limit on open files as far as SERVICES need (up to the hard limit): 1024
+    is ~100 services. Only when needed, because the services inherit it (as they inherit
+    supervisord's `minfds`), and a larger one slows programs that close every possible fd."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = FDS_PER_SERVICE * services + 64
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard))
 
 
 class ConsoleLog:
@@ -75,11 +88,12 @@ class Up:
     def __init__(self, configs: list, locks: dict, run_dir: str, config_dir: str, adopt: dict | None = None) -> None:
         self.run_dir, self.config_dir = run_dir, config_dir
         self.adopt = dict(adopt or {})  # NAME -> (pid, pgid, output fd): running, its supervisor died
+        enough_descriptors(len(configs))
         self.log = ConsoleLog()
         self.faults = Faults("up")
         self.faults.log = self.log
         self.loop = Loop(self)
-        self.me = identity.identify(os.getpid())
+        self.me = identity.identify(os.getpid(), allow_init=True)
         self.members = {config.name: Member(config, locks[config.name]) for config in configs}
         self.requires = {config.name: tuple(needed for needed in config.requires if needed in self.members)
                          for config in configs}

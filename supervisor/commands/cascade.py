@@ -102,7 +102,7 @@ def runs(state: dict | None) -> bool:
     from supervisor.observe import recorded
     from supervisor.unix.identity import verify
 
-    return any(verify(recorded(state or {}, key)) for key in ("supervisor", "service"))
+    return any(verify(recorded(state or {}, key), allow_init=key == "supervisor") for key in ("supervisor", "service"))
 
 
 def stop_dependents(config: ServiceConfig, context, command: str = "stop",

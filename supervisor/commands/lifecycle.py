@@ -76,7 +76,7 @@ def start_service(config: ServiceConfig, run_dir: str) -> int:
                                  "is held by a process that never reported; refusing to start a second "
                                  "instance") from None
             time.sleep(0.02)  # a launcher is between lock and state file: wait for it to appear
-    obs = observe(config, run_dir)
+    obs = observe(config, run_dir, locked=True)
     refusal = foreign_instance(config, obs)
     if refusal:
         lock.release()
@@ -153,7 +153,7 @@ def ask(config: ServiceConfig, obs: Observation, command: str, timeout: float | 
             code, message = control.request(path, command, obs.supervisor.pid, timeout, config.name)
             break
         except (FileNotFoundError, ConnectionRefusedError, control.SupervisorGone) as exc:
-            if command in STOPS and (isinstance(exc, control.SupervisorGone) or not verify(obs.supervisor)):
+            if command in STOPS and (isinstance(exc, control.SupervisorGone) or not verify(obs.supervisor, allow_init=True)):
                 wait_until_gone(obs.supervisor, deadline=time.monotonic() + 10)
                 return stop_service(config, os.path.dirname(obs.directory), command)
             if time.monotonic() > deadline:
@@ -172,7 +172,7 @@ def ask(config: ServiceConfig, obs: Observation, command: str, timeout: float | 
 def wait_until_gone(identity, deadline: float) -> None:
     from supervisor.unix.identity import verify
 
-    while verify(identity) and time.monotonic() < deadline:
+    while verify(identity, allow_init=True) and time.monotonic() < deadline:  # (a supervisor's)
         time.sleep(0.01)
 
 
@@ -356,7 +356,7 @@ def run(context, args: list[str]) -> int:
         lock = SupervisorLock.acquire(rundir.service_dir(context.run_dir, config.name), config.pidfile)
     except AlreadyLocked:
         raise SvctlError(f"{config.name} is already supervised (its run directory is locked)") from None
-    obs = observe(config, context.run_dir)
+    obs = observe(config, context.run_dir, locked=True)
     refusal = foreign_instance(config, obs)
     if refusal:
         lock.release()

@@ -40,7 +40,7 @@ def decide(obs: Observation) -> tuple[int, str, list[str]]:
     if obs.supervised:
         if state == "stopped":  # a clean stop, its supervisor on the way out: not a crash
             return Status.NOT_RUNNING, "is not running (stopped)", warnings
-        if obs.pidfile.kind == "missing" and state != "starting" and not obs.under_up:
+        if obs.pidfile.kind == "missing" and state != "starting" and not obs.without_pidfile:
             # (starting: not written yet; `svctl up` writes none)
             warnings.append("the PID file is missing (was it deleted?)")
         if state in UP_STATES:
@@ -234,7 +234,7 @@ def running_definition(name: str, state: dict | None, error: SvctlError) -> conf
         raise error
     from supervisor.observe import recorded, verify
 
-    if not verify(recorded(state, "supervisor")):
+    if not verify(recorded(state, "supervisor"), allow_init=True):
         raise error  # nobody runs on that definition any more: the broken file is the truth
     try:
         return configuration.from_mapping(name, str(record.get("path", "")), record["data"], validated=True)

@@ -110,7 +110,7 @@ def running_without_file(run_dir: str, names: set[str]) -> list[tuple[str, tuple
         except SvctlError:
             continue
         state_read = rundir.read_state(rundir.service_dir(run_dir, entry))
-        if state_read[0] is not None and verify(recorded(state_read[0], "supervisor")):
+        if state_read[0] is not None and verify(recorded(state_read[0], "supervisor"), allow_init=True):
             found.append((entry, state_read))
     return found
 

@@ -54,7 +54,7 @@ def ask_running_supervisor(run_dir: str, name: str, command: str) -> tuple[int, 
         supervisor = Identity(int(fields[0]), int(fields[1]), fields[3].rstrip("\n"), fields[2])
     except ValueError:
         return None
-    if supervisor.pid == os.getpid() or not verify(supervisor):
+    if supervisor.pid == os.getpid() or not verify(supervisor, allow_init=True):
         return None
     path = os.path.join(directory, rundir.SOCKET)
     try:

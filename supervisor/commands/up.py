@@ -61,7 +61,7 @@ def adoptions(configs: list, run_dir: str) -> dict:
 
     found = {}
     for config in configs:
-        obs = observe(config, run_dir)
+        obs = observe(config, run_dir, locked=True)  # (take_locks came first)
         refusal = foreign_instance(config, obs)
         if refusal:
             raise SvctlError(f"up: {config.name}: not started: {refusal}")

@@ -78,9 +78,12 @@ def executable(pid: int) -> str:
     return path.removesuffix(" (deleted)")
 
 
-def identify(pid: int) -> Identity | None:
-    """The identity of a live, non-zombie process; None if PID <= 1, gone or a zombie."""
-    if pid <= 1:
+def identify(pid: int, allow_init: bool = False) -> Identity | None:
+    """The identity of a live, non-zombie process; None if PID <= 1, gone or a zombie.
+    ALLOW_INIT: PID 1 too, for a supervisor's own identity (`svctl up` as a container's init):
+    nothing ever signals a supervisor on the word of its identity, the control socket's peer
+    check is what it is for."""
+    if pid < 1 or (pid == 1 and not allow_init):
         return None
     stat = read_stat(pid)
     if stat is None or stat[0] in ("Z", "X"):
@@ -88,18 +91,28 @@ def identify(pid: int) -> Identity | None:
     return Identity(pid, stat[1], executable(pid), boot_id())
 
 
-def verify(recorded: Identity | None) -> bool:
+def verify(recorded: Identity | None, allow_init: bool = False) -> bool:
     """True when the process recorded earlier is still alive (same PID, start time and boot).
 
     The executable is not compared: exec changes it (a wrapper becoming its daemon) but not the
-    process, and the start time already rules out PID reuse.
+    process, and the start time already rules out PID reuse. PID 1 only with ALLOW_INIT (see
+    identify): a supervisor's, never a service's, which is what gets signalled.
     """
-    if recorded is None or recorded.pid <= 1:
+    if recorded is None or recorded.pid < 1 or (recorded.pid == 1 and not allow_init):
         return False
     stat = read_stat(recorded.pid)  # not identify(): no need to read the executable we ignore
     if stat is None or stat[0] in ("Z", "X"):
         return False
     return stat[1] == recorded.start_ticks and boot_id() == recorded.boot_id
+
+
+def pid_namespace() -> str:
+    """Which PID namespace we are in ("pid:[4026531836]"): PIDs recorded in another mean other
+    processes here ('' when unreadable)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
 
 
 def seconds_since_start(start_ticks: int) -> float:

@@ -45,13 +45,14 @@ def write_state(directory: str, state: dict) -> None:
     """Atomic: readers see the old or the new state, never half of one. Raises OSError."""
     import json
 
-    safefs.write_trusted(os.path.join(directory, STATE), json.dumps(state, separators=(",", ":")).encode(), 0o644)
+    safefs.write_trusted(os.path.join(directory, STATE), json.dumps(state, separators=(",", ":")).encode(), 0o644,
+                         durable=False)
 
 
 def write_private(directory: str, data: dict) -> None:
     import json
 
-    safefs.write_trusted(os.path.join(directory, PRIVATE), json.dumps(data).encode(), 0o600)
+    safefs.write_trusted(os.path.join(directory, PRIVATE), json.dumps(data).encode(), 0o600, durable=False)
 
 
 def read_private(directory: str) -> dict:
@@ -87,7 +88,7 @@ def read_state(directory: str) -> tuple[dict | None, str | None]:
 def write_ident(directory: str, line: str) -> int:
     """Write the identity file; returns its inode, so that only this file is removed at exit."""
     path = os.path.join(directory, IDENT)
-    fd = safefs.write_trusted(path, line.encode() + b"\n", 0o644, prepare=lambda _fd: None)
+    fd = safefs.write_trusted(path, line.encode() + b"\n", 0o644, prepare=lambda _fd: None, durable=False)
     try:
         return os.fstat(fd).st_ino
     finally:

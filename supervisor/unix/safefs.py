@@ -262,8 +262,14 @@ def read_all(fd: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def write_in(place: Place, data: bytes, mode: int, uid: int = -1, gid: int = -1, prepare=None) -> None:
+def write_in(place: Place, data: bytes, mode: int, uid: int = -1, gid: int = -1, prepare=None,
+             durable: bool = True) -> None:
     """Atomically replace PLACE's last component: temp + fchown/fchmod + fsync + renameat + dir fsync.
+
+    DURABLE=False skips both fsyncs: for the run directory's files (state, identity), which live
+    in /run, a tmpfs that a power loss empties anyway; readers still see the old content or the
+    new, never half (the rename is atomic). 100 services under `svctl up` publish their state
+    ~700 times while they start and stop: 1.7 s of fsync on a disk, for nothing.
 
     PREPARE(fd), if given, runs on the finished temporary file just before the rename, and the
     descriptor is then left open for the caller (the PID file takes its lock there, so the file
@@ -284,7 +290,8 @@ def write_in(place: Place, data: bytes, mode: int, uid: int = -1, gid: int = -1,
             if uid != -1 or gid != -1:
                 os.fchown(fd, uid, gid)
             os.fchmod(fd, mode)  # after chown, which clears setuid/setgid bits
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
             if prepare is not None:
                 prepare(fd)
         except BaseException:
@@ -304,15 +311,17 @@ def write_in(place: Place, data: bytes, mode: int, uid: int = -1, gid: int = -1,
         except OSError:
             pass
         raise
-    try:
-        os.fsync(place.fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on directories; the rename is atomic regardless
+    if durable:
+        try:
+            os.fsync(place.fd)
+        except OSError:
+            pass  # some filesystems refuse fsync on directories; the rename is atomic regardless
     return fd if prepare is not None else None
 
 
 def write_trusted(path: str, data: bytes, mode: int = 0o644, uid: int = -1, gid: int = -1,
-                  create_dirs: bool = False, dir_mode: int = 0o755, prepare=None) -> int | None:
+                  create_dirs: bool = False, dir_mode: int = 0o755, prepare=None,
+                  durable: bool = True) -> int | None:
     """Atomically write a file that only root may control (PID file, state, boot files, secrets).
 
     Raises UnsafePath if any directory on the way is controlled by someone else.
@@ -324,7 +333,7 @@ def write_trusted(path: str, data: bytes, mode: int = 0o644, uid: int = -1, gid:
         if place.shared:
             raise UnsafePath(f"refusing to write {path}: others may add entries to {place.directory}; "
                              f"fix: chmod go-w {place.directory}, or use a directory of root's")
-        return write_in(place, data, mode, uid, gid, prepare)
+        return write_in(place, data, mode, uid, gid, prepare, durable)
 
 
 def unlink_trusted(path: str, only_inode: int | None = None) -> bool:
