@@ -57,8 +57,9 @@ if TYPE_CHECKING:
     from supervisor.presets import Preset
 
 
-def children_of(pid: int) -> list[int]:
-    """The live (non-zombie) children of PID.
+def children_of(pid: int, excluding: set[int] | frozenset = frozenset()) -> list[int]:
+    """The live (non-zombie) children of PID, but for those in EXCLUDING (left out before their
+    state is read: under `svctl up` most children are known services, and each exit looks).
 
     /proc/PID/task/TID/children lists each thread's children; all threads are read, because an
     orphan is re-parented to any live thread of its subreaper. Without that file (a kernel built
@@ -74,7 +75,8 @@ def children_of(pid: int) -> list[int]:
         found = [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and parent_of(int(entry)) == pid]
     except OSError:
         return []
-    return [child for child in found if (stat := read_stat(child)) is not None and stat[0] not in ("Z", "X")]
+    return [child for child in found if child not in excluding
+            and (stat := read_stat(child)) is not None and stat[0] not in ("Z", "X")]
 
 
 def parent_of(pid: int) -> int | None:
@@ -213,7 +215,7 @@ class Leftovers:
 
     def escapees(self) -> list[int]:
         ours = {pid for pid in self.not_escapees() if pid} | self.foreign
-        found = [pid for pid in children_of(os.getpid()) if pid not in ours]
+        found = children_of(os.getpid(), excluding=ours)
         if self.belongs is not None:  # before the uid rule: another service's are not ours to log
             found = [pid for pid in found if self.belongs(pid)]
         if self.uid:  # a non-root service: only what still runs as its user (see above)

@@ -9,6 +9,7 @@ kernel kills the rest with it."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -626,3 +627,49 @@ def test_verbs_from_another_pid_namespace_refuse_instead_of_guessing(sandbox, up
     assert host_alive(a_host) and run.running()
     listed = sandbox.cli("status")
     assert "another PID namespace" in listed.stdout + listed.stderr
+
+
+CONFSERVER = str(REPO / "tests" / "children" / "confserver.py")
+
+
+def test_watch_validation_rollback_liveness_and_hooks_work_per_service_under_up(sandbox, up):
+    """What each service has under `svctl start` it has under up: a watched config is validated
+    (a broken edit rejected, the service untouched) and applied; a service that stops answering
+    its health probe is restarted, and its on_failure hook runs, with its own name."""
+    conf, port, hook_out = sandbox.base / "app.json", free_port(), sandbox.base / "hook.out"
+    conf.write_text(json.dumps({"message": "one"}))
+    sandbox.service("app", command=[PYTHON, CONFSERVER, str(port), str(conf)], watch=[str(conf)],
+                    check=[PYTHON, CONFSERVER, "--check", str(conf)], check_timeout=10,
+                    ready=f"http://[::1]:{port}/", ready_timeout=10)
+    web_port = free_port()
+    web = sandbox.base / "web.json"
+    web.write_text(json.dumps({"message": "web"}))
+    hook = sandbox.base / "hook.sh"
+    hook.write_text(f'#!/bin/sh\necho "$SVCTL_SERVICE $SVCTL_EVENT" >> {hook_out}\n')
+    hook.chmod(0o755)
+    sandbox.service("web", command=[PYTHON, CONFSERVER, str(web_port), str(web)],
+                    ready=f"http://[::1]:{web_port}/", ready_timeout=10, health=f"http://[::1]:{web_port}/",
+                    health_interval=0.3, health_failures=2, health_timeout=0.3, restart="always",
+                    min_uptime=0.2, on_failure=[str(hook)])
+    run = started_up(sandbox, up, services=("app", "web"))
+
+    app_pid = sandbox.service_pid("app")
+    conf.write_text('{"message": ')  # broken: rejected, the service keeps running on "one"
+    poll_until(lambda: (sandbox.state("app").get("machine") or {}).get("rejected"), timeout=10,
+               what="the broken edit rejected")
+    assert sandbox.service_pid("app") == app_pid
+    conf.write_text(json.dumps({"message": "two"}))
+    poll_until(lambda: any(e["event"] == "reload_applied" for e in sandbox.events("app")), timeout=15,
+               what="the good edit applied")
+    assert sandbox.service_pid("app") != app_pid
+
+    web_pid = sandbox.service_pid("web")
+    victim = run.service_host_pid("web")
+    os.kill(victim, signal.SIGSTOP)  # alive, but answers nothing: only liveness can tell
+    poll_until(lambda: any(e["event"] == "health_restart" for e in sandbox.events("web")), timeout=15,
+               what="the liveness restart")
+    poll_until(lambda: hook_out.exists() and "web health_restart" in hook_out.read_text(), timeout=10,
+               what="the on_failure hook, with the service's name")
+    poll_until(lambda: running(sandbox, "web") and sandbox.service_pid("web") != web_pid, timeout=15,
+               what="web running again")
+    assert not host_alive(victim)
