@@ -7,7 +7,11 @@
    supervisor processes over a window (20 s; 5 s with --quick), for svctl with 1 and 100 services,
    supervisord with 1 and 100 programs, and the floor parent, all in the same window.
 3. crash→respawn while 100 are supervised: one victim service among the 100, interleaved like
-   bench_respawn (svctl fills supervisord's settle time).
+   bench_respawn (svctl, svctl up and the floor fill supervisord's settle time).
+4. `svctl up` (issue 14), the same 100 services in ONE foreground process, side by side with the
+   above in the same run: start-all = Popen(`svctl up`) until every child has written its marker
+   (a fresh up process each trial, SIGTERMed between trials); it is in the idle sample (PSS, wake-ups)
+   and in crash→respawn; at the end SIGTERM must make it stop everything and exit 0, leaving nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import time
 
 from bench_respawn import SUPERVISORD_SETTLE, interleave
 from harness import MarkerDir, alive, proc_cost
-from subjects import Floor, Supervisord, Svctl, marker_command
+from subjects import Floor, Supervisord, Svctl, SvctlUp, marker_command
 
 N = 100  # --quick: 30 (see run())
 VICTIM = "s010"
@@ -94,6 +98,35 @@ def start_supd_all(supd: Supervisord, markers: MarkerDir, vmarkers: MarkerDir) -
     return all_markers, time.perf_counter() - t0
 
 
+def start_up_all(up: SvctlUp, markers: MarkerDir, vmarkers: MarkerDir) -> float:
+    """Popen `svctl up`; seconds until all N children have written their markers."""
+    for d in (markers, vmarkers):
+        for p in d.path.iterdir():
+            p.unlink()
+    t0 = time.perf_counter()
+    up.boot()
+    while count(markers) + count(vmarkers) < N:
+        early = up.exited_early()
+        if early:
+            raise RuntimeError(early)
+        if time.perf_counter() - t0 > 120:
+            raise TimeoutError(f"svctl up x{N}: {count(markers) + count(vmarkers)} markers after 120 s")
+        time.sleep(0.001)
+    return time.perf_counter() - t0
+
+
+def stop_up(ctx, up: SvctlUp, problems: list[str]) -> dict:
+    """SIGTERM `svctl up`: it must stop every service and exit 0; kill by PID whatever it left."""
+    supervised = len(up.children())
+    rc, seconds, left = up.terminate(timeout=60)
+    ctx.log(f"  svctl up SIGTERM: exit {rc} after {seconds * 1000:.0f} ms, {len(left)} of {supervised} left alive")
+    if rc != 0:
+        problems.append(f"svctl up exited {rc} on SIGTERM (expected 0)")
+    if left:
+        problems.append(f"svctl up left {len(left)} process(es) alive after SIGTERM (SIGKILLed): {left[:5]}")
+    return {"rc": rc, "seconds": seconds, "descendants_before": supervised, "left_alive": left}
+
+
 def sample(groups: dict[tuple[str, int], list[int]]) -> dict:
     out = {}
     for key, pids in groups.items():
@@ -137,6 +170,14 @@ def run(ctx) -> None:
         wall, rc, out = svc1.start("one")
         if rc != 0:
             ctx.note(f"scale: svctl start one exited {rc}: {out.strip()[-200:]}")
+    up_problems: list[str] = []
+    up_data: dict = {"n": N, "start_ms": [], "stops": []}
+    ctx.extra["up"] = up_data
+    # up is tried even when `svctl start` is not usable (svctl_ok): another code path
+    up: SvctlUp | None = ctx.keep(SvctlUp("up100"))
+    up_m, up_v = MarkerDir(root / "up100"), MarkerDir(root / "up100-victim")
+    for name in names():
+        up.define(name, marker_command((up_v if name == VICTIM else up_m).path), stop="TERM/5/KILL/1")
 
     for t in range(trials):
         last = t == trials - 1
@@ -144,18 +185,38 @@ def run(ctx) -> None:
         ctx.record("start100", "supervisord", [markers_s * 1000])
         ctx.record("start100_cmd", "supervisord", [cmd_s * 1000])
         line = f"  start {N}: supervisord markers {markers_s * 1000:.0f} ms, command {cmd_s * 1000:.0f} ms"
+        if up:
+            try:
+                markers_u = start_up_all(up, up_m, up_v)
+            except (RuntimeError, OSError) as exc:  # up not there yet / broken: measure the rest
+                ctx.note(f"scale: svctl up not measurable: {exc}")
+                up_data["unavailable"] = str(exc)
+                up.kill_all()
+                up = None
+            else:
+                ctx.record("start100", "svctl up", [markers_u * 1000])
+                up_data["start_ms"].append(markers_u * 1000)
+                line += f"; svctl up markers {markers_u * 1000:.0f} ms"
         if svc:
-            markers_v, cmd_v, failures = start_svctl_all(svc, sv_m, sv_v)
-            ctx.record("start100", "svctl", [markers_v * 1000])
-            ctx.record("start100_cmd", "svctl", [cmd_v * 1000])
-            if failures:
-                ctx.note(f"scale: {len(failures)} svctl start failed, e.g. {failures[0]}")
-            line += f"; svctl markers {markers_v * 1000:.0f} ms, commands {cmd_v * 1000:.0f} ms"
+            try:
+                markers_v, cmd_v, failures = start_svctl_all(svc, sv_m, sv_v)
+            except TimeoutError as exc:  # a loaded machine: keep the other subjects' figures
+                ctx.note(f"scale: per-service svctl dropped from this run: {exc}")
+                svc.kill_all()
+                svc = None
+            else:
+                ctx.record("start100", "svctl", [markers_v * 1000])
+                ctx.record("start100_cmd", "svctl", [cmd_v * 1000])
+                if failures:
+                    ctx.note(f"scale: {len(failures)} svctl start failed, e.g. {failures[0]}")
+                line += f"; svctl markers {markers_v * 1000:.0f} ms, commands {cmd_v * 1000:.0f} ms"
         ctx.log(line)
         if not last:
             supd.ctl("stop", "all")
             if svc:
                 stop_svctl_all(svc)
+            if up:
+                up_data["stops"].append(stop_up(ctx, up, up_problems))
 
     # idle window, everything sampled together
     time.sleep(1.0)
@@ -167,6 +228,9 @@ def run(ctx) -> None:
     if svc:
         groups[("svctl", 1)] = [p for p in [svc1.supervisor_pid("one")] if p]
         groups[("svctl", N)] = [p for p in (svc.supervisor_pid(n) for n in names()) if p]
+    if up:
+        groups[("svctl up", N)] = [up.pid]
+        up_data["descendants_idle"] = len(up.children())
     before = sample(groups)
     t0 = time.monotonic()
     time.sleep(window)
@@ -182,6 +246,7 @@ def run(ctx) -> None:
         wake = sum(x["vol"] + x["invol"] for x in a) - sum(x["vol"] + x["invol"] for x in b)
         rss = sum(x["rss"] for x in a)
         pss = sum(x["pss"] for x in a)
+        uss = sum(x["uss"] for x in a)
         rows.append(
             {
                 "subject": subject,
@@ -193,6 +258,8 @@ def run(ctx) -> None:
                 "rss_mb_per_service": rss / services,
                 "pss_mb_per_service": pss / services,
                 "pss_mb_total": pss,
+                "uss_mb_total": uss,
+                "wakeups": wake,
                 "threads": [x["threads"] for x in a][:3],
             }
         )
@@ -208,16 +275,24 @@ def run(ctx) -> None:
     if svc:
         pid = sv_v.latest_pid()
         fast["svctl"] = (sv_v, pid)
+    if up:
+        fast["svctl up"] = (up_v, up_v.latest_pid())
+    fast["floor"] = (floor.markers, floor.markers.latest_pid())
     pid = sd_v.latest_pid()
     slow["supervisord"] = (sd_v, pid)
     time.sleep(SUPERVISORD_SETTLE)
-    results = interleave(fast, slow, 10 if ctx.quick else 40, 2 if ctx.quick else 8, ctx.log)
+    results = interleave(fast, slow, 20 if ctx.quick else 40, 2 if ctx.quick else 8, ctx.log)
     for name, values in results.items():
         ctx.record("respawn100", name, values)
 
+    if up:
+        up_data["stops"].append(stop_up(ctx, up, up_problems))
     if svc:
         stop_svctl_all(svc)
         svc1.stop("one")
     supd.shutdown()
     supd1.shutdown()
     floor.shutdown()
+    up_data["problems"] = up_problems
+    if up_problems:  # after every figure is recorded: the run reports scale as failed
+        raise AssertionError("; ".join(up_problems))

@@ -299,7 +299,7 @@ def summary(values: list[float]) -> dict:
 
 
 def proc_cost(pid: int) -> dict:
-    """CPU seconds, context switches (summed over threads), RSS and PSS in MB."""
+    """CPU seconds, context switches (summed over threads), RSS, PSS and USS in MB."""
     tick = os.sysconf("SC_CLK_TCK")
     text = Path(f"/proc/{pid}/stat").read_text()
     fields = text[text.rindex(")") + 2 :].split()
@@ -314,12 +314,14 @@ def proc_cost(pid: int) -> dict:
                     invol += int(line.split()[1])
         except OSError:
             pass
-    rss = pss = 0.0
+    rss = pss = uss = 0.0  # USS: private pages only, what the process alone costs (PSS shares the rest)
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
         if line.startswith("Rss:"):
             rss = int(line.split()[1]) / 1024
         elif line.startswith("Pss:"):
             pss = int(line.split()[1]) / 1024
+        elif line.startswith(("Private_Clean:", "Private_Dirty:")):
+            uss += int(line.split()[1]) / 1024
     threads = len(os.listdir(f"/proc/{pid}/task"))
     return {
         "cpu": cpu,
@@ -327,6 +329,7 @@ def proc_cost(pid: int) -> dict:
         "invol": invol,
         "rss": rss,
         "pss": pss,
+        "uss": uss,
         "threads": threads,
         "fds": len(os.listdir(f"/proc/{pid}/fd")),
     }

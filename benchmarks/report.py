@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import report_up
 from harness import dump_json, quantile
 
 DISRUPTION_SUBJECTS = ["hub-managed proxy", "external proxy"]
@@ -12,7 +13,7 @@ DISRUPTION_SUBJECTS = ["hub-managed proxy", "external proxy"]
 # takes the floor from another metric of the same run (the JupyterHub rows: the bare hub's start)
 METRICS: dict[str, tuple[str, str | None, list[str]]] = {
     "respawn": ("crash→respawn", "floor", ["svctl", "floor", "supervisord"]),
-    "respawn100": ("crash→respawn, 100 supervised", "floor", ["svctl", "floor", "supervisord"]),
+    "respawn100": ("crash→respawn, 100 supervised", "floor", ["svctl", "svctl up", "floor", "supervisord"]),
     "stop": ("stop, TERM-obedient child", "floor", ["svctl", "floor", "start-stop-daemon", "supervisorctl"]),
     "overshoot_kill": (
         "stop overshoot: SIGTERM→child gone − 2 s (TERM-ignoring, TERM/2/KILL/1)",
@@ -57,7 +58,7 @@ METRICS: dict[str, tuple[str, str | None, list[str]]] = {
         ["svctl status", "svctl list --json", "svctl status, 5 never started", "supervisorctl status",
          "venv python -c pass"],
     ),
-    "start100": ("start 100 services (all markers written)", None, ["svctl", "supervisord"]),
+    "start100": ("start 100 services (all markers written)", None, ["svctl", "svctl up", "supervisord"]),
     "start100_cmd": ("start 100 services (control commands return)", None, ["svctl", "supervisord"]),
     "reload": ("config edit → reload applied, overhead", None, ["svctl"]),
     "reload_total": ("config edit → new child serving, total", None, ["svctl"]),
@@ -451,6 +452,7 @@ def chart(data, path: Path) -> bool:
         return False
     colors = {
         "svctl": "#1f77b4",
+        "svctl up": "#aec7e8",
         "floor": "#7f7f7f",
         "bare hub": "#7f7f7f",
         "supervisord": "#d62728",
@@ -546,6 +548,9 @@ def write(data, out: Path) -> str:
     idle = idle_table(data)
     if idle:
         lines += [*idle, ""]
+    up = report_up.table(data)
+    if up:
+        lines += [*up, ""]
     disruption = disruption_table(data)
     if disruption:
         lines += [*disruption, ""]
@@ -553,6 +558,8 @@ def write(data, out: Path) -> str:
     if soak:
         lines += [*soak, ""]
     lines += [f"- {text}" for text in HOW_TO_READ]
+    if up:
+        lines.append(f"- {report_up.HOW_TO_READ}")
     for note in data.get("notes") or []:
         lines.append(f"- note: {note}")
     for name, err in (data.get("errors") or {}).items():

@@ -24,6 +24,7 @@ from harness import (
     FLOOR_PARENT,
     MarkerDir,
     alive,
+    descendants,
     ignore_esrch,
     read_pid,
     run,
@@ -150,6 +151,84 @@ def svctl_available() -> str | None:
     finally:
         svc.kill_all()
         markers.close()
+
+
+class SvctlUp(Svctl):
+    """`svctl up`: every service of a private --config-dir in ONE foreground process, our child.
+
+    Its console (one line per event on stderr) goes to a file: a pipe nobody reads would fill up
+    with 100 services' events and block the supervisor. The service files keep Svctl's private
+    pidfile paths (up writes none, but the default would be /run/NAME.pid).
+    """
+
+    label = "svctl up"
+
+    def __init__(self, tag: str = "svctl-up") -> None:
+        super().__init__(tag)
+        self.console = self.root / "console.log"
+        self.proc: subprocess.Popen | None = None
+        self._tree: list[int] = []  # its descendants, last seen (for cleanup by PID)
+
+    def up_cmd(self, *names: str) -> list[str]:
+        return [SVCTL, "--config-dir", str(self.config_dir), "--run-dir", str(self.run_dir), "up", *names]
+
+    def boot(self, *names: str) -> subprocess.Popen:
+        """Start `svctl up` (not waiting for anything): the caller times what it wants."""
+        with open(self.console, "ab") as console:
+            self.proc = subprocess.Popen(
+                self.up_cmd(*names), stdin=subprocess.DEVNULL, stdout=console, stderr=console
+            )
+        return self.proc
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def exited_early(self) -> str | None:
+        """If `svctl up` is already gone: why (exit code and the console's last line)."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        tail = self.console.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+        return f"`svctl up` exited {self.proc.returncode}: {tail[0][:300]}"
+
+    def children(self) -> list[int]:
+        """Every live descendant of the up process (services, checks, escapees)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        self._tree = [p for p in descendants(self.pid) if alive(p)]
+        return self._tree
+
+    def terminate(self, timeout: float = 60) -> tuple[int | None, float, list[int]]:
+        """SIGTERM up; return (exit code or None if it hung, seconds to exit, PIDs it left alive).
+
+        What it left (or everything, if it hung) is SIGKILLed by PID here.
+        """
+        assert self.proc is not None
+        tree = self.children()
+        t0 = time.perf_counter()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc: int | None = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            rc = None
+            self.proc.kill()
+            self.proc.wait()
+        seconds = time.perf_counter() - t0
+        left = [p for p in tree if alive(p)]
+        for pid in left:
+            ignore_esrch(os.kill, pid, signal.SIGKILL)
+        return rc, seconds, left
+
+    def kill_all(self) -> None:
+        """Cleanup on error: SIGKILL up and what it supervises, by PID."""
+        tree = self.children() or self._tree
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for pid in tree:
+            if alive(pid):
+                ignore_esrch(os.kill, pid, signal.SIGKILL)
 
 
 # ---------------------------------------------------------------- supervisord

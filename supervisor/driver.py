@@ -294,8 +294,6 @@ class ServiceDriver(Guard, Requests, Adoption):
             return
         if self.reloader is not None:  # the watched files' bytes this start may promote
             self.guarded("recording the watched files", self.reloader.before_spawn, attempt)
-        if self.sessions:
-            self.guarded("forgetting empty sessions", self.forget_empty_sessions)
         try:
             self.child = self.spawner(self.config, self.output.write_fd, keep_fds=(self.output.read_fd,))
         except Exception as exc:
@@ -303,7 +301,9 @@ class ServiceDriver(Guard, Requests, Adoption):
             self.events.append(ev.SpawnFailed(reason))
             return
         self.pgid = self.child.pid  # the service leads its own session and process group
-        self.sessions.add(self.child.pid)  # (pruned first: see forget_empty_sessions)
+        if self.sessions and self.leftovers.belongs is not None:  # under `up`; after the spawn: not in its way
+            self.guarded("forgetting empty sessions", self.forget_empty_sessions)
+        self.sessions.add(self.child.pid)
         self.service_identity = identity.identify(self.child.pid)
         self.events.append(ev.Spawned(self.child.pid))
 
@@ -312,10 +312,9 @@ class ServiceDriver(Guard, Requests, Adoption):
         PID again, and another service's new session may get it: then its processes would look like
         ours. A live member's chain of parents in the session ends at our child (its leader, or a
         process re-parented to us when the leader died), so our children's sessions are all of them."""
-        from supervisor.unix.escapees import children_of
+        from supervisor.unix.escapees import sessions_of_children
 
-        live = {stat[3] for pid in children_of(os.getpid()) if (stat := identity.read_stat(pid)) is not None}
-        self.sessions &= live
+        self.sessions &= sessions_of_children(set(self.leftovers.known()))  # known: services, checks, hooks
 
     def send(self, number: int, group: bool, cont: bool) -> None:
         """NUMBER, then SIGCONT if CONT (a stop schedule's) and a stopped process could not act on it."""

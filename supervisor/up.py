@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 
 from supervisor.clients import ControlServer
@@ -33,6 +32,7 @@ from supervisor.core import events as ev
 from supervisor.core.states import State
 from supervisor.driver import ServiceDriver
 from supervisor.faults import Faults, describe
+from supervisor.log import console_line
 from supervisor.loop import Loop
 from supervisor.unix import identity, proc, rundir
 from supervisor.unix.escapees import children_of, in_service, send_stop_signal
@@ -58,12 +58,7 @@ class ConsoleLog:
     """`up`'s own events (not a service's), one line each on stderr: `docker logs` shows them."""
 
     def event(self, name: str, level: str = "info", **fields) -> None:
-        words = " ".join(f"{key}={value}" for key, value in fields.items())
-        try:
-            sys.stderr.write(f"{time.strftime('%H:%M:%S')} [{level}] svctl up: {name} {words}".rstrip() + "\n")
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
+        console_line(level, name, {**fields, "service": "(svctl up)"})
 
 
 class Member:
@@ -106,10 +101,9 @@ class Up:
         self.swept_with_kill = False
         self.exit_code: int | None = None
         self.drivers: list[ServiceDriver] = []
+        self.known_cache: frozenset | None = None
         directory = rundir.ensure(run_dir, SOCKET_DIR)
         self.server = ControlServer(os.path.join(directory, f"{os.getpid()}.sock"), self.loop, self)
-        for member in self.members.values():
-            self.attach(member)
 
     # ---- members ----------------------------------------------------------------------------
 
@@ -134,8 +128,13 @@ class Up:
     def belongs(self, pid: int, driver: ServiceDriver) -> bool:
         return in_service(pid, driver.config.name, driver.sessions)
 
-    def all_known_pids(self) -> list:
-        return [pid for driver in self.drivers for pid in driver.known_pids() if pid]
+    def all_known_pids(self) -> frozenset:
+        """Every driver's service, check and hook PIDs: no escapee of anyone. Built once per round of
+        the loop (a respawn among 100 services would build it twice per exit): a PID that came or
+        went since is still judged right by belongs(), only more slowly."""
+        if self.known_cache is None:
+            self.known_cache = frozenset(pid for driver in self.drivers for pid in driver.known_pids() if pid)
+        return self.known_cache
 
     # ---- what the loop asks of its front end ------------------------------------------------
 
@@ -164,6 +163,7 @@ class Up:
         return [driver for driver in self.drivers if not driver.finished]
 
     def after_round(self) -> None:
+        self.known_cache = None
         for member in self.members.values():
             driver = member.driver
             if driver is None or driver.cleaned_up:
@@ -182,6 +182,9 @@ class Up:
     def retire(self, member: Member) -> None:
         """Its machine is done (stopped, or failed to start): clean up, answer, stay a member."""
         driver = member.driver
+        member.done = True
+        if driver is None or driver.cleaned_up:
+            return
         if driver.exit_code and not (self.stopping and member.stop_sent):
             self.failures.append(f"{member.name}: failed to start ({driver.machine.last_exit})")
         driver.shutdown()
@@ -201,9 +204,12 @@ class Up:
                 self.retire(member)
                 continue
             if all(need.driver.machine.state is State.RUNNING for need in needs):
-                member.started = True
-                member.driver.begin()
-                member.driver.events.append(self.first_event(member))
+                self.start_member(member)
+
+    def start_member(self, member: Member) -> None:
+        member.started = True
+        member.driver.begin()
+        member.driver.events.append(self.first_event(member))
 
     def first_event(self, member: Member) -> ev.Event:
         adopt = self.adopt.pop(member.name, None)
@@ -305,6 +311,17 @@ class Up:
         self.loop.install_signals()
         proc.become_subreaper()  # PID 1 reaps orphans anyway; elsewhere, this makes them ours
         self.log.event("up", services=" ".join(self.members), pid=os.getpid())
+        for member in self.members.values():  # in start order: requirements first
+            try:
+                self.attach(member)
+            except Exception as exc:  # its run directory refused, say: the others go on without it
+                member.done = True
+                self.failures.append(f"{member.name}: not started: {describe(exc)}")
+                self.log.event("not_started", level="error", service=member.name, reason=describe(exc))
+                continue
+            if not self.requires[member.name]:  # spawned now: the first runs before the last is set up
+                self.start_member(member)
+                member.driver.process()
         self.loop.run()
         self.shutdown()
         for failure in self.failures:

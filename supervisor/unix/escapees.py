@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from supervisor.presets import Preset
 
 
-def children_of(pid: int, excluding: set[int] | frozenset = frozenset()) -> list[int]:
+def children_of(pid: int, excluding: set[int] | frozenset = frozenset(), check_state: bool = True) -> list[int]:
     """The live (non-zombie) children of PID, but for those in EXCLUDING (left out before their
     state is read: under `svctl up` most children are known services, and each exit looks).
 
@@ -75,8 +75,21 @@ def children_of(pid: int, excluding: set[int] | frozenset = frozenset()) -> list
         found = [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and parent_of(int(entry)) == pid]
     except OSError:
         return []
+    if not check_state:  # the caller reads each one's stat itself
+        return [child for child in found if child not in excluding]
     return [child for child in found if child not in excluding
             and (stat := read_stat(child)) is not None and stat[0] not in ("Z", "X")]
+
+
+def sessions_of_children(excluding: set[int]) -> set[int]:
+    """The sessions of our live children but for those in EXCLUDING (known services, checks and
+    hooks: each leads a session of its own): one /proc read each."""
+    sessions = set()
+    for child in children_of(os.getpid(), excluding, check_state=False):
+        stat = read_stat(child)
+        if stat is not None and stat[0] not in ("Z", "X"):
+            sessions.add(stat[3])
+    return sessions
 
 
 def parent_of(pid: int) -> int | None:
@@ -213,8 +226,13 @@ class Leftovers:
         self.last_cont = False
         self.signalled: set[int] = set()
 
+    def known(self) -> set[int]:
+        """The PIDs that are no escapee (the service, the check, the hook; under `svctl up` every
+        service's)."""
+        return {pid for pid in self.not_escapees() if pid}
+
     def escapees(self) -> list[int]:
-        ours = {pid for pid in self.not_escapees() if pid} | self.foreign
+        ours = self.known() | self.foreign
         found = children_of(os.getpid(), excluding=ours)
         if self.belongs is not None:  # before the uid rule: another service's are not ours to log
             found = [pid for pid in found if self.belongs(pid)]
