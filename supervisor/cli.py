@@ -18,7 +18,8 @@ USAGE = (
     f"Usage: {GLOBALS} "
     "{start|stop|status|restart|try-restart|reload|force-reload|run|check|install|uninstall|init|logs|reopen-logs} "
     "NAME [options]\n"
-    f"       {GLOBALS} {{status|list}} [--json]"
+    f"       {GLOBALS} {{status|list}} [--json]\n"
+    f"       {GLOBALS} up [NAME...]"
 )
 PIPE_CLOSED = 128 + 13  # what a shell reports for a command killed by SIGPIPE (`yes | head -1`)
 

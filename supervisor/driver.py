@@ -40,6 +40,7 @@ from supervisor.unix.statefile import PrivateReasons, StateFile, public_record, 
 
 PUBLISH_DELAY = 1.0  # a problem's counter that moved between events reaches state.json this soon
 PUBLISH_RETRY = 2.0  # a state.json that could not be written is tried again this soon
+DRAIN_READS = 4  # reads of the output pipe per wake-up (256 KiB): then the others' turn
 
 
 def policy_for(config: ServiceConfig) -> Policy:
@@ -89,6 +90,7 @@ class ServiceDriver(Guard, Requests, Adoption):
         self.log = EventLog(config.events_file, config.name, console, self.secrets, self.faults, name_on_console)
         self.hooks = FailureHooks(config, self.log, self.selector, self.timers)  # on_failure
         self.preset = preset_for(config.preset)
+        self.uid = service_uid(config) or 0  # who the service runs as (0: root)
         belongs, foreign, others = membership or (None, None, lambda: ())
         self.leftovers = Leftovers(self.preset, lambda: (  # who among our children is no escapee
             self.child and self.child.pid, self.reloader and self.reloader.check_pid, self.hooks.pid, *others()),
@@ -214,7 +216,7 @@ class ServiceDriver(Guard, Requests, Adoption):
             self.loop.forget(child.pidfd)
             os.close(child.pidfd)
         reason, clean = decode_wait_status(status) if status is not None else ("exited (status unknown: adopted)", False)
-        self.guarded("draining the output", self.output.drain)
+        self.guarded("draining the output", self.output.drain, 64)  # its last words (an escapee may write on)
         self.service_identity = None
         self.events.append(ev.Exited(child.pid, reason, clean, self.leftovers.alive(self.pgid)))
 
@@ -222,7 +224,7 @@ class ServiceDriver(Guard, Requests, Adoption):
         self.child_exited(None)
 
     def drain_output(self, _fd) -> None:
-        self.output.drain()
+        self.output.drain(most=DRAIN_READS)
 
     def group_gone(self) -> None:
         self.awaiting_group = False

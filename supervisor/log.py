@@ -64,6 +64,8 @@ def console_line(level: str, name: str, fields: dict) -> None:
     escaped: values quote what a service user controls (a check's output, an exit reason)."""
     from supervisor.errors import printable
 
+    if "output" in fields:  # a check's output may print secrets (--show-config): the 0600 events file has it
+        fields = {**fields, "output": f"({len(fields['output'] or ())} lines, in the events file)"}
     words = " ".join(f"{key}={shown!r}" if " " in (shown := printable(str(value))) or not shown else f"{key}={shown}"
                      for key, value in fields.items())  # printable: a check's output may hold escapes
     try:

@@ -57,7 +57,7 @@ def observe(config: ServiceConfig, run_dir: str, state_read: tuple | None = None
     pidfile = read_pidfile(config.pidfile)
     state, problem = state_read or rundir.read_state(directory)
     supervisor = service = None
-    if state is not None and foreign_namespace(config.name, state, refuse=not locked):
+    if state is not None and foreign_namespace(config.name, state, refuse=not locked, directory=directory):
         state = None
     if state is not None:
         recorded_supervisor = recorded(state, "supervisor")
@@ -70,11 +70,34 @@ def observe(config: ServiceConfig, run_dir: str, state_read: tuple | None = None
     return Observation(pidfile, state, problem, supervisor, service, directory, pidfile_alive)
 
 
-def foreign_namespace(name: str, state: dict, refuse: bool) -> bool:
-    """Whether STATE was written in another PID namespace; if REFUSE, that is an error (exit 4):
-    a container's `svctl up` whose run directory is seen from the host. Its PIDs are other
-    processes here, so neither "running" nor "not running" would be true, and a stop must not act
-    on them."""
+def lock_held(directory: str) -> bool:
+    """Whether a supervisor holds DIRECTORY's lock; True when we can't tell (not root: the lock
+    file is root's, 0600). A state.json from another PID namespace whose lock nobody holds is a
+    dead container's: its processes died with their namespace."""
+    import fcntl
+
+    from supervisor.unix.pidfile import LOCK
+
+    try:
+        fd = os.open(os.path.join(directory, LOCK), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # (closing drops our shared lock at once)
+    return False
+
+
+def foreign_namespace(name: str, state: dict, refuse: bool, directory: str) -> bool:
+    """Whether STATE was written in another PID namespace; if REFUSE and its supervisor may still
+    live (DIRECTORY's lock is held), that is an error (exit 4): a container's `svctl up` whose run
+    directory is seen from the host. Its PIDs are other processes here, so neither "running" nor
+    "not running" would be true, and a stop must not act on them."""
     theirs = state.get("pid_namespace")
     if not isinstance(theirs, str) or not theirs:
         return False
@@ -83,7 +106,7 @@ def foreign_namespace(name: str, state: dict, refuse: bool) -> bool:
     ours = pid_namespace()
     if not ours or theirs == ours:
         return False
-    if refuse:
+    if refuse and lock_held(directory):
         from supervisor.errors import Status, SvctlError, printable
 
         raise SvctlError(f"{name} is supervised in another PID namespace ({printable(theirs)[:40]}, we are in "

@@ -39,19 +39,41 @@ from supervisor.unix.escapees import children_of, in_service, send_stop_signal
 
 SOCKET_DIR = ".up"  # RUN_DIR/.up: no service can be called that (names start with a letter or digit)
 SWEEP_GRACE = 5.0  # what no service claims has this long after TERM before KILL, at exit
-FDS_PER_SERVICE = 10  # output pipe (2), events, log, state dir + reserve, pidfd, a hook's pipe, a client
+FDS_PER_SERVICE = 8  # output pipe (2), events, log, state dir + reserve, pidfd, a hook's pipe
+FDS_SPARE = 64  # the loop, the control socket, clients, a check, the watcher
+
+
+def descriptors_needed(services: int) -> int:
+    return FDS_PER_SERVICE * services + FDS_SPARE
 
 
 def enough_descriptors(services: int) -> None:
-    """Raise our soft limit on open files as far as SERVICES need (up to the hard limit): 1024
-    is ~100 services. Only when needed, because the services inherit it (as they inherit
-    supervisord's `minfds`), and a larger one slows programs that close every possible fd."""
+    """Raise our soft limit on open files as far as SERVICES need (commands/up.py has refused a
+    hard limit below that): 1024 is ~120 services. Only when needed, because the services inherit
+    it (as they inherit supervisord's `minfds`), and a larger one slows programs that close every
+    possible fd."""
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = FDS_PER_SERVICE * services + 64
+    wanted = descriptors_needed(services)
     if soft != resource.RLIM_INFINITY and soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard))
+
+
+def socket_name(pid: int) -> str:
+    """"NAMESPACE-PID.sock": PID 1 of one container is not PID 1 of another."""
+    namespace = "".join(ch for ch in identity.pid_namespace() if ch.isdigit()) or "0"
+    return f"{namespace}-{pid}.sock"
+
+
+def forget_dead_sockets(directory: str) -> None:
+    """The sockets of ups of this PID namespace that died (kill -9): nobody else cleans them up.
+    Only those whose PID is gone (the directory is root's alone; another namespace's are theirs)."""
+    prefix = socket_name(0).removesuffix("0.sock")
+    for entry in os.listdir(directory):
+        pid = entry.removeprefix(prefix).removesuffix(".sock")
+        if entry.startswith(prefix) and entry.endswith(".sock") and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            rundir.remove_own(directory, entry, os.stat(os.path.join(directory, entry), follow_symlinks=False).st_ino)
 
 
 class ConsoleLog:
@@ -68,6 +90,7 @@ class Member:
         self.config, self.lock = config, lock
         self.driver: ServiceDriver | None = None
         self.started = False  # Start sent (by the start order or a client)
+        self.by_order = False  # by up's start order: a failure then counts in up's exit code
         self.stop_sent = False
         self.done = False  # finished, given up on, or never to be started
         self.ident_inode = self.link_inode = None
@@ -103,7 +126,9 @@ class Up:
         self.drivers: list[ServiceDriver] = []
         self.known_cache: frozenset | None = None
         directory = rundir.ensure(run_dir, SOCKET_DIR)
-        self.server = ControlServer(os.path.join(directory, f"{os.getpid()}.sock"), self.loop, self)
+        forget_dead_sockets(directory)
+        # named by PID namespace too: two containers' ups, both PID 1, may share a run directory
+        self.server = ControlServer(os.path.join(directory, socket_name(os.getpid())), self.loop, self)
 
     # ---- members ----------------------------------------------------------------------------
 
@@ -126,7 +151,7 @@ class Up:
         member.link_inode = rundir.link_socket(driver.directory, self.server.path)
 
     def belongs(self, pid: int, driver: ServiceDriver) -> bool:
-        return in_service(pid, driver.config.name, driver.sessions)
+        return in_service(pid, driver.config.name, driver.sessions, driver.uid)
 
     def all_known_pids(self) -> frozenset:
         """Every driver's service, check and hook PIDs: no escapee of anyone. Built once per round of
@@ -149,9 +174,13 @@ class Up:
             if not self.stopping:
                 self.log.event("stopping_all", signal=signal.Signals(number).name)
             self.stopping = True
-        elif number == signal.SIGHUP:
+        elif number == signal.SIGHUP:  # a reload where it is one: a plain restart (the proxy's) is no reload
             for driver in self.running():
-                driver.request_reload(None, "signal")
+                if driver.config.watch or driver.config.check or driver.config.reload_signal:
+                    driver.request_reload(None, "signal")
+                else:
+                    driver.log.event("reload_skipped", detail="SIGHUP to svctl up reloads only services with "
+                                     "`watch`, `check` or a reload signal; `svctl reload NAME` restarts this one")
         elif number == signal.SIGUSR1:
             for driver in self.drivers:
                 driver.reopen_logs()
@@ -171,7 +200,7 @@ class Up:
             driver.settle()
             if driver.finished:
                 self.retire(member)
-            elif self.stopping and member.stop_sent and driver.machine.stop_failed and not member.done:
+            elif self.stopping and member.stop_sent and not member.done and self.stop_ran_out(driver):
                 member.done = True  # its schedule ran out: the sweep's KILL is what is left
                 self.failures.append(f"{member.name}: {driver.machine.stop_failed}")
         if self.stopping:
@@ -179,13 +208,20 @@ class Up:
         else:
             self.start_in_order()
 
+    @staticmethod
+    def stop_ran_out(driver: ServiceDriver) -> bool:
+        """Our stop's schedule is spent and the service is still there (not an earlier stop's:
+        a new Stop begins a new run)."""
+        run = driver.machine.stop_run
+        return run is not None and run.exhausted and run.purpose == "exit" and bool(driver.machine.stop_failed)
+
     def retire(self, member: Member) -> None:
         """Its machine is done (stopped, or failed to start): clean up, answer, stay a member."""
         driver = member.driver
         member.done = True
         if driver is None or driver.cleaned_up:
             return
-        if driver.exit_code and not (self.stopping and member.stop_sent):
+        if driver.exit_code and member.by_order and not (self.stopping and member.stop_sent):
             self.failures.append(f"{member.name}: failed to start ({driver.machine.last_exit})")
         driver.shutdown()
         driver.send_last_words()
@@ -207,7 +243,7 @@ class Up:
                 self.start_member(member)
 
     def start_member(self, member: Member) -> None:
-        member.started = True
+        member.started = member.by_order = True
         member.driver.begin()
         member.driver.events.append(self.first_event(member))
 
@@ -232,7 +268,13 @@ class Up:
                 continue
             if all(self.members[name].done for name in self.dependents[member.name]):
                 member.stop_sent = True
-                member.driver.events.append(ev.Stop())
+                driver = member.driver
+                if driver.machine.state is State.GAVE_UP:  # it did not stay started: up exits 1
+                    self.failures.append(f"{member.name}: gave up ({driver.machine.gave_up_reason})")
+                # what it left running (its escapees) gets its own schedule, as with `svctl stop`
+                leftovers = driver.child is None and bool(driver.guarded("looking for escapees",
+                                                                         driver.leftovers.escapees))
+                driver.events.append(ev.Stop(leftovers=leftovers))
         if all(member.done for member in self.members.values()):
             self.sweep()
 

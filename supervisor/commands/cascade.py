@@ -35,6 +35,10 @@ def running_and_up(obs: Observation) -> bool:
 
 
 def is_running(obs: Observation) -> bool:
+    """Its supervisor runs (a per-service daemon lives as long as its service), or the service runs
+    unsupervised; under `svctl up`, whose members stay after a stop, what state.json says."""
+    if obs.supervised and obs.under_up:
+        return obs.machine.get("state") not in ("stopped", None)
     return obs.supervised or obs.orphaned
 
 

@@ -211,6 +211,8 @@ def unusable(name: str, error: SvctlError, state: str | None = None) -> dict:
         pass
     elif UNTRUSTED in message:
         state = "untrusted"
+    elif error.code == Status.UNKNOWN and "another PID namespace" in message:
+        state = "unknown"
     elif "Permission denied" in message:  # (a caller other than root, and a 0600 file)
         state = "unknown"
         reason += "" if os.geteuid() == 0 else " (run it as root)"

@@ -38,6 +38,7 @@ def up(context, args: list[str]) -> int:
     for config in configs:
         require_privilege(config, context.run_dir, "up")
         configuration.ensure_paths_exist(config)
+    refuse_too_few_descriptors(len(configs))
     locks = take_locks(configs, context.run_dir)
     from supervisor.up import Up
 
@@ -51,6 +52,30 @@ def up(context, args: list[str]) -> int:
     code = front.run()
     sys.stdout.flush()
     return code
+
+
+def refuse_too_few_descriptors(services: int) -> None:
+    """A hard limit on open files too low for every service would start some and not the rest:
+    refused before anything starts, with the fix."""
+    import resource
+
+    from supervisor.up import descriptors_needed
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    needed = descriptors_needed(services)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise SvctlError(f"up: {services} services need about {needed} open files, but the hard limit is {hard}: "
+                         f"raise it (`ulimit -Hn {needed}` as root, `docker run --ulimit nofile={needed}:{needed}`, "
+                         f"LimitNOFILE={needed} in a unit), or supervise fewer services here", Exit.FAILED)
+
+
+def holder(run_dir: str, name: str) -> str:
+    """" by pid N (svctl up)": who holds NAME's lock, from its identity file, if that says."""
+    fields = rundir.read_ident(rundir.service_dir(run_dir, name))
+    if not fields or not fields[0].isdigit():
+        return f" (its run directory {rundir.service_dir(run_dir, name)} is locked)"
+    kind = "svctl up" if os.path.islink(os.path.join(rundir.service_dir(run_dir, name), rundir.SOCKET)) else "svctl start"
+    return f" by pid {fields[0]} ({kind})"
 
 
 def adoptions(configs: list, run_dir: str) -> dict:
@@ -87,9 +112,10 @@ def take_locks(configs: list, run_dir: str) -> dict:
             try:
                 locks[config.name] = SupervisorLock.acquire(rundir.service_dir(run_dir, config.name), config.pidfile)
             except AlreadyLocked:
-                raise SvctlError(f"up: {config.name} is already supervised (its run directory "
-                                 f"{rundir.service_dir(run_dir, config.name)} is locked); stop it first, "
-                                 "or leave it out of the names", Exit.FAILED) from None
+                raise SvctlError(f"up: {config.name} is already supervised{holder(run_dir, config.name)}; "
+                                 "leave it out of the names, or end that supervisor first (`svctl stop "
+                                 f"{config.name}` ends a per-service one; another `svctl up` ends on SIGTERM)",
+                                 Exit.FAILED) from None
     except BaseException:
         for lock in locks.values():
             lock.release()

@@ -6,15 +6,17 @@ redirect, so the user's own rights are what the kernel checks. The child is fork
 the operations are a handful of system calls, and an exec would need an interpreter the user can
 run (a venv under /root is not). Before it drops privileges the child
 
-* detaches from the supervisor's signal wake-up pipe and restores default handlers, so a signal
-  the user sends it (they may, once it runs as them) never reaches the supervisor's loop;
+* detaches from the supervisor's signal wake-up pipe and restores default handlers;
+* becomes the user for the filesystem (effective uid and gid, the user's groups) but keeps root
+  as its real and saved uid, so the user can't signal it: a SIGSTOP would freeze the waiting
+  supervisor (under `svctl up`, every service's) for the TIMEOUT, again at every retry;
 * marks itself non-dumpable, so the user cannot ptrace it or read its memory, which is a copy of
   root's;
 * closes every descriptor but the reply socket.
 
 It answers on a socketpair: one line ``0`` or ``ERRNO message``, plus the opened descriptor where
-the operation returns one (SCM_RIGHTS). The parent waits at most TIMEOUT seconds (the user can
-SIGSTOP the child), then kills and reaps it: a stuck helper costs a bounded wait, never the loop.
+the operation returns one (SCM_RIGHTS). The parent waits at most TIMEOUT seconds (a helper stuck
+on a hung filesystem), then kills and reaps it: a stuck helper costs a bounded wait, never the loop.
 """
 
 from __future__ import annotations
@@ -94,7 +96,11 @@ def _become(uid: int, gid: int, groups: list[int], keep_fd: int) -> None:
     os.closerange(keep_fd + 1, 65536)
     os.setgroups(groups)
     os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
+    # real and saved uid stay root's: files are opened with the user's rights (the filesystem uid
+    # is the effective one, and a non-root euid has no capabilities), but the user can't signal
+    # us (kill() needs the sender's uid to match our real or saved one). A SIGSTOP to this helper
+    # would otherwise freeze the supervisor's loop while it waits (under `svctl up`, everyone's)
+    os.setresuid(0, uid, 0)
     os.umask(0o022)
 
 
@@ -145,7 +151,7 @@ def _open_regular(path: str, flags: int, mode: int) -> int:
     problem = None
     if not stat.S_ISREG(info.st_mode):
         problem = f"{path} is not a regular file"
-    elif info.st_nlink > 1 or info.st_uid != os.getuid():
+    elif info.st_nlink > 1 or info.st_uid != os.geteuid():  # (our real uid is still root: see _become)
         problem = f"{path} has {info.st_nlink} links or belongs to uid {info.st_uid}; refusing it"
     if problem:
         os.close(fd)

@@ -141,17 +141,26 @@ def is_user_server(pid: int) -> bool:
 SERVICE_MARK = b"SVCTL_SERVICE="  # issue 14: every service, check and hook runs with SVCTL_SERVICE=NAME
 
 
-def in_service(pid: int, name: bytes | str, sessions: set[int]) -> bool:
+CLAIM_LIMIT = 32 * 1024  # how much of an escapee's environment is read for its SVCTL_SERVICE claim
+
+
+def in_service(pid: int, name: bytes | str, sessions: set[int], uid: int = 0) -> bool:
     """Is PID (our child, under `svctl up`) an escapee of the service called NAME, whose processes
-    were started in SESSIONS? Its session is one of them, or its environment holds exactly
-    SVCTL_SERVICE=NAME (see above)."""
+    were started in SESSIONS and run as UID (0: root)? Its session is one of them (the kernel
+    vouches for that), or it claims NAME by SVCTL_SERVICE=NAME in its environment and runs as
+    UID: a claim is only a process's word, so a nobody service's escapee can't pass itself off as
+    a root service's (and have that service's stop signal it, or hold its respawn up). The claim
+    is read from the first CLAIM_LIMIT bytes only: a 2 MiB environment per escapee must not make
+    every scan slow (a claim beyond that makes it no one's, as `env -u` would)."""
     stat = read_stat(pid)  # (state, start, process group, session): field 6 parsed after the last ')'
     if stat is None or stat[0] in ("Z", "X"):
         return False  # gone: nothing left to signal
     if stat[3] in sessions:
         return True
+    if real_uid(pid) != uid:
+        return False
     mark = SERVICE_MARK + (os.fsencode(name) if isinstance(name, str) else name)
-    return mark in (environment_of(pid) or ())  # None: not ours to read, no claim made
+    return mark in (environment_of(pid, CLAIM_LIMIT) or ())  # None: not ours to read, no claim made
 
 
 def real_uid(pid: int) -> int | None:

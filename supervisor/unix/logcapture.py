@@ -74,9 +74,13 @@ class LogCapture:
         self.faults.report("log reopen", None)
         return None
 
-    def drain(self) -> None:
-        """Move whatever is in the pipe to the file (called when the pipe is readable)."""
-        while True:
+    def drain(self, most: int | None = None) -> None:
+        """Move what is in the pipe to the file: everything, or at most MOST reads of 64 KiB (the
+        loop's handler: a service writing without pause must not keep the loop from everything
+        else, under `svctl up` from every other service; the rest waits in the pipe, whose
+        writer blocks when it is full)."""
+        while most is None or most > 0:
+            most = None if most is None else most - 1
             try:
                 data = os.read(self.read_fd, 65536)
             except BlockingIOError:
