@@ -43,6 +43,16 @@ PUBLISH_RETRY = 2.0  # a state.json that could not be written is tried again thi
 DRAIN_READS = 4  # reads of the output pipe per wake-up (256 KiB): then the others' turn
 
 
+def spawn_first(effects: list) -> list:
+    """EFFECTS with their log lines after a Spawn among them: a crash-restart forks the new child
+    before it writes "exited" to the events file and the console (the order in the file stays:
+    "spawned" is logged by the next event)."""
+    if not any(isinstance(effect, ev.Spawn) for effect in effects):
+        return effects
+    return ([effect for effect in effects if not isinstance(effect, ev.Log)]
+            + [effect for effect in effects if isinstance(effect, ev.Log)])
+
+
 def policy_for(config: ServiceConfig) -> Policy:
     return Policy(
         schedule=config.stop, restart=config.restart,
@@ -144,7 +154,7 @@ class ServiceDriver(Guard, Requests, Adoption):
                     self.faults.internal(f"handling {type(event).__name__}", exc)
                     self.answer(getattr(event, "token", None), 1, f"internal error: {describe(exc)}")
                 continue
-            for effect in effects:
+            for effect in spawn_first(effects):
                 try:
                     self.perform(effect)
                 except Exception as exc:

@@ -125,6 +125,7 @@ class Up:
         self.exit_code: int | None = None
         self.drivers: list[ServiceDriver] = []
         self.known_cache: frozenset | None = None
+        self.unstarted = len(self.members)  # until start_in_order has counted them
         directory = rundir.ensure(run_dir, SOCKET_DIR)
         forget_dead_sockets(directory)
         # named by PID namespace too: two containers' ups, both PID 1, may share a run directory
@@ -192,21 +193,32 @@ class Up:
         return [driver for driver in self.drivers if not driver.finished]
 
     def after_round(self) -> None:
+        """After every round of the loop, so kept cheap (a crash-restart among 100 services runs
+        it before the respawn): the drivers with news, then the start or the stop order."""
         self.known_cache = None
-        for member in self.members.values():
-            driver = member.driver
-            if driver is None or driver.cleaned_up:
-                continue
-            driver.settle()
-            if driver.finished:
-                self.retire(member)
-            elif self.stopping and member.stop_sent and not member.done and self.stop_ran_out(driver):
-                member.done = True  # its schedule ran out: the sweep's KILL is what is left
-                self.failures.append(f"{member.name}: {driver.machine.stop_failed}")
+        for driver in self.drivers:
+            if driver.faults.changed:
+                driver.settle()
+            if driver.exit_code is not None or (self.stopping and driver.machine.stop_failed):
+                self.settle_member(self.members[driver.config.name])
         if self.stopping:
             self.stop_in_order()
-        else:
+        elif self.waiting:
             self.start_in_order()
+
+    def settle_member(self, member: Member) -> None:
+        driver = member.driver
+        if driver.finished:
+            self.retire(member)
+        elif member.stop_sent and not member.done and self.stop_ran_out(driver):
+            member.done = True  # its schedule ran out: the sweep's KILL is what is left
+            self.failures.append(f"{member.name}: {driver.machine.stop_failed}")
+
+    @property
+    def waiting(self) -> bool:
+        """Some member is neither started nor done: the start order has work (a flag kept by
+        start_in_order, not a scan of every member each round)."""
+        return self.unstarted > 0
 
     @staticmethod
     def stop_ran_out(driver: ServiceDriver) -> bool:
@@ -229,14 +241,17 @@ class Up:
         self.drivers = [d for d in self.drivers if d is not driver]
 
     def start_in_order(self) -> None:
+        self.unstarted = 0
         for member in self.members.values():
             if member.started or member.done:
                 continue
+            self.unstarted += 1
             needs = [self.members[name] for name in self.requires[member.name]]
-            if any(need.done for need in needs):  # a requirement failed or was stopped before it ever ran
-                self.failures.append(f"{member.name}: not started: a requirement is not running")
+            gone = next((need.name for need in needs if need.done), None)
+            if gone is not None:  # a requirement failed or was stopped before this one ever ran
+                self.failures.append(f"{member.name}: not started: it requires {gone}, which is not running")
                 self.log.event("not_started", level="error", service=member.name,
-                               reason="a requirement is not running")
+                               reason=f"it requires {gone}, which is not running")
                 self.retire(member)
                 continue
             if all(need.driver.machine.state is State.RUNNING for need in needs):
