@@ -91,6 +91,7 @@ class ServiceDriver(Guard, Requests, Adoption):
         self.exit_code: int | None = None
         self.last_words: list = []  # replies held back until the PID file is gone
         self.cleaned_up = False
+        self.hold_publish = False  # `svctl up` writes state.json once its first services run
         self.adopted_pipes: set[int] = set()
         self.me = identity.identify(os.getpid(), allow_init=True)  # PID 1: `up` as a container's init
         self.pid_namespace = identity.pid_namespace()  # the PIDs in state.json mean processes of this one
@@ -161,7 +162,7 @@ class ServiceDriver(Guard, Requests, Adoption):
                     self.faults.internal(f"performing {type(effect).__name__}", exc)
             # a probe that changed nothing: no write
             changed = changed or before is None or self.machine.status() != before
-        if changed:
+        if changed and not self.hold_publish:
             self.publish()
 
     def settle(self) -> None:
