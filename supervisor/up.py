@@ -39,43 +39,6 @@ from supervisor.unix.escapees import children_of, in_service, send_stop_signal
 
 SOCKET_DIR = ".up"  # RUN_DIR/.up: no service can be called that (names start with a letter or digit)
 SWEEP_GRACE = 5.0  # what no service claims has this long after TERM before KILL, at exit
-FDS_PER_SERVICE = 8  # output pipe (2), events, log, state dir + reserve, pidfd, a hook's pipe
-FDS_SPARE = 64  # the loop, the control socket, clients, a check, the watcher
-
-
-def descriptors_needed(services: int) -> int:
-    return FDS_PER_SERVICE * services + FDS_SPARE
-
-
-def enough_descriptors(services: int) -> None:
-    """Raise our soft limit on open files as far as SERVICES need (commands/up.py has refused a
-    hard limit below that): 1024 is ~120 services. Only when needed, because the services inherit
-    it (as they inherit supervisord's `minfds`), and a larger one slows programs that close every
-    possible fd."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = descriptors_needed(services)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard))
-
-
-def socket_name(pid: int) -> str:
-    """"NAMESPACE-PID.sock": PID 1 of one container is not PID 1 of another."""
-    namespace = "".join(ch for ch in identity.pid_namespace() if ch.isdigit()) or "0"
-    return f"{namespace}-{pid}.sock"
-
-
-def forget_dead_sockets(directory: str) -> None:
-    """The sockets of ups of this PID namespace that died (kill -9): nobody else cleans them up.
-    Only those whose PID is gone (the directory is root's alone; another namespace's are theirs)."""
-    prefix = socket_name(0).removesuffix("0.sock")
-    for entry in os.listdir(directory):
-        pid = entry.removeprefix(prefix).removesuffix(".sock")
-        if entry.startswith(prefix) and entry.endswith(".sock") and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-            rundir.remove_own(directory, entry, os.stat(os.path.join(directory, entry), follow_symlinks=False).st_ino)
-
-
 class ConsoleLog:
     """`up`'s own events (not a service's), one line each on stderr: `docker logs` shows them."""
 
@@ -106,7 +69,6 @@ class Up:
     def __init__(self, configs: list, locks: dict, run_dir: str, config_dir: str, adopt: dict | None = None) -> None:
         self.run_dir, self.config_dir = run_dir, config_dir
         self.adopt = dict(adopt or {})  # NAME -> (pid, pgid, output fd): running, its supervisor died
-        enough_descriptors(len(configs))
         self.log = ConsoleLog()
         self.faults = Faults("up")
         self.faults.log = self.log
@@ -127,9 +89,9 @@ class Up:
         self.known_cache: frozenset | None = None
         self.unstarted = len(self.members)  # until start_in_order has counted them
         directory = rundir.ensure(run_dir, SOCKET_DIR)
-        forget_dead_sockets(directory)
+        rundir.forget_dead_sockets(directory)
         # named by PID namespace too: two containers' ups, both PID 1, may share a run directory
-        self.server = ControlServer(os.path.join(directory, socket_name(os.getpid())), self.loop, self)
+        self.server = ControlServer(os.path.join(directory, rundir.socket_name(os.getpid())), self.loop, self)
 
     # ---- members ----------------------------------------------------------------------------
 

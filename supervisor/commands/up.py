@@ -39,6 +39,7 @@ def up(context, args: list[str]) -> int:
         require_privilege(config, context.run_dir, "up")
         configuration.ensure_paths_exist(config)
     refuse_too_few_descriptors(len(configs))
+    enough_descriptors(len(configs))
     locks = take_locks(configs, context.run_dir)
     from supervisor.up import Up
 
@@ -54,12 +55,31 @@ def up(context, args: list[str]) -> int:
     return code
 
 
+FDS_PER_SERVICE = 8  # output pipe (2), events, log, state dir + reserve, pidfd, a hook's pipe
+FDS_SPARE = 64  # the loop, the control socket, clients, a check, the watcher
+
+
+def descriptors_needed(services: int) -> int:
+    return FDS_PER_SERVICE * services + FDS_SPARE
+
+
+def enough_descriptors(services: int) -> None:
+    """Raise our soft limit on open files as far as SERVICES need (refuse_too_few_descriptors has
+    refused a hard limit below that): 1024 is ~120 services. Only when needed, because the services inherit
+    it (as they inherit supervisord's `minfds`), and a larger one slows programs that close every
+    possible fd."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = descriptors_needed(services)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard))
+
+
 def refuse_too_few_descriptors(services: int) -> None:
     """A hard limit on open files too low for every service would start some and not the rest:
     refused before anything starts, with the fix."""
     import resource
-
-    from supervisor.up import descriptors_needed
 
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     needed = descriptors_needed(services)

@@ -133,3 +133,22 @@ def remove_own(directory: str, entry: str, inode: int | None) -> None:
         safefs.unlink_trusted(os.path.join(directory, entry), only_inode=inode)
     except OSError:
         pass  # leaving a file behind is better than removing another supervisor's
+
+
+def socket_name(pid: int) -> str:
+    """"NAMESPACE-PID.sock", `svctl up`'s one socket in RUN_DIR/.up: PID 1 of one container is not
+    PID 1 of another that shares the run directory."""
+    from supervisor.unix.identity import pid_namespace
+
+    namespace = "".join(ch for ch in pid_namespace() if ch.isdigit()) or "0"
+    return f"{namespace}-{pid}.sock"
+
+
+def forget_dead_sockets(directory: str) -> None:
+    """The sockets of ups of this PID namespace that died (kill -9): nobody else cleans them up.
+    Only those whose PID is gone (the directory is root's alone; another namespace's are theirs)."""
+    prefix = socket_name(0).removesuffix("0.sock")
+    for entry in os.listdir(directory):
+        pid = entry.removeprefix(prefix).removesuffix(".sock")
+        if entry.startswith(prefix) and entry.endswith(".sock") and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            remove_own(directory, entry, os.stat(os.path.join(directory, entry), follow_symlinks=False).st_ino)
