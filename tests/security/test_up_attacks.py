@@ -618,3 +618,139 @@ def test_escapees_with_huge_environments_do_not_freeze_up(sandbox, up):
         kill_pids([run.init])
         run.wait(10)
         kill_pids(pids_in(notes) + [sandbox.service_pid(name) for name in ("evil", "quiet")])
+
+
+# --- round 2 -------------------------------------------------------------------------------------
+
+PIPE_FILLER = "import fcntl, os; fcntl.fcntl(1, 1031, 1 << 20); b = bytes(1 << 16)\nwhile True: os.write(1, b)"
+
+
+def test_an_unclaimed_escapee_writing_on_does_not_hang_up_when_its_service_stops(sandbox, up):
+    """Round 2, fix (3), regression: LogCapture.close (driver.shutdown, when a stopped member
+    retires) still drains without bound. Two escapees nobody claims (own session, empty
+    environment) hold the output pipe, enlarge it to 1 MiB and write as fast as they can, so that
+    the drain might never see it empty: `svctl stop flood` must still answer, and up go on. (In
+    practice the reader wins: the drain ends, the pipe is closed, the writers die of EPIPE.)"""
+    writer = sandbox.base / "writer.pid"
+    sandbox.service("flood", log_max_bytes=1 << 20, log_backups=1, command=[
+        "/bin/sh", "-c", "for i in 1 2; do setsid env -i " + ATTACKER_PYTHON + " -c " + repr(PIPE_FILLER)
+        + " & echo $! >> " + str(writer) + "; done; exec sleep 300"])
+    sandbox.service("quiet")
+    run = started_up(sandbox, up, services=["flood", "quiet"], as_init=False)
+    pids = []
+    try:
+        poll_until(lambda: pids_in(writer), timeout=5, what="the writer's pid")
+        pids = pids_in(writer) + [sandbox.service_pid(name) for name in ("flood", "quiet")]
+        try:
+            stop = sandbox.cli("stop", "flood", timeout=8)
+            assert stop.returncode == 0, stop.stdout + stop.stderr
+        except subprocess.TimeoutExpired:
+            raise AssertionError("svctl stop flood got no answer in 8 s: up is stuck draining a pipe "
+                                 "an unclaimed escapee keeps full") from None
+        started = time.monotonic()
+        status = sandbox.cli("status", "quiet", timeout=8)
+        assert status.returncode == 0 and time.monotonic() - started < 3, status.stdout + status.stderr
+    finally:
+        kill_pids(pids)
+        os.kill(run.init, signal.SIGKILL)
+        run.wait(10)
+
+
+def _helper_notes_pid_and_waits(notes: str) -> tuple[None, bytes]:
+    """An as-user operation that stands for a slow one (a big rotation, a slow disk)."""
+    with open(notes, "w") as handle:
+        handle.write(str(os.getpid()))
+    time.sleep(1.5)
+    return None, b""
+
+
+def test_the_service_user_cannot_signal_trace_or_deprioritize_the_as_user_helper(sandbox):
+    """Round 2, fix (2), regression: the as-user helper runs with real and saved uid root and
+    effective uid the user. kill() needs the caller's uid to match the target's real or saved
+    uid; ptrace and /proc/PID/environ need all three (and it is non-dumpable). setpriority(),
+    sched_setscheduler() and sched_setaffinity() compare the caller's effective uid with the
+    target's (real or) effective one on some kernels: a SCHED_IDLE, nice 19 helper pinned to a
+    flooded CPU would starve like a SIGSTOPped one, and up's loop wait for it (asuser.TIMEOUT)."""
+    from supervisor.unix import asuser
+
+    notes = nobodys_dir(sandbox, "helper-notes") / "pid"
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.setdefault(
+        "answer", asuser.run(NOBODY.pw_uid, NOBODY.pw_gid, _helper_notes_pid_and_waits, str(notes))))
+    thread.start()
+    try:
+        poll_until(lambda: pids_in(notes), timeout=5, what="the helper's pid")
+        helper = pids_in(notes)[0]
+        read_end, write_end = os.pipe()
+        attacker = os.fork()
+        if attacker == 0:  # nobody, as the service would be
+            try:
+                os.close(read_end)
+                os.setgroups([])
+                os.setresgid(NOBODY.pw_gid, NOBODY.pw_gid, NOBODY.pw_gid)
+                os.setresuid(NOBODY.pw_uid, NOBODY.pw_uid, NOBODY.pw_uid)
+                done = []
+                for name, attempt in (
+                        ("kill", lambda: os.kill(helper, signal.SIGSTOP)),
+                        ("setpriority", lambda: os.setpriority(os.PRIO_PROCESS, helper, 19)),
+                        ("sched_setscheduler", lambda: os.sched_setscheduler(helper, os.SCHED_IDLE,
+                                                                             os.sched_param(0))),
+                        ("sched_setaffinity", lambda: os.sched_setaffinity(helper, {0})),
+                        ("read environ", lambda: open(f"/proc/{helper}/environ", "rb").read())):
+                    try:
+                        attempt()
+                        done.append(name)
+                    except OSError:
+                        pass
+                os.write(write_end, " ".join(done).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        os.waitpid(attacker, 0)
+        with os.fdopen(read_end, "rb") as handle:
+            done = handle.read().decode().split()
+    finally:
+        thread.join(10)
+    assert "answer" in result
+    assert not done, f"nobody could still {', '.join(done)} up's as-user helper (pid {helper})"
+
+
+def test_status_never_says_not_running_for_a_service_up_already_spawned(sandbox, up):
+    """Round 2, fix (6): up now spawns every service that requires nothing before it writes any
+    state.json, identity file or socket link (hold_publish). Meanwhile the service runs, and
+    `svctl status` (which, unlike start and stop, never looks at the held lock) reads no state,
+    or the last run's: "is not running", exit 3, for a running service. A monitor's
+    `status || start` then starts it: start waits for the lock's holder, so no second copy (the
+    test checks that too). Observed in-process (a CLI's start-up is longer than most of the
+    window), with 40 other services making the window ~0.3 s."""
+    from supervisor import config as configuration
+    from supervisor.commands.status import decide
+    from supervisor.observe import observe
+
+    marker = sandbox.base / "a0.pid"
+    sandbox.service("a0", command=["/bin/sh", "-c", f"echo $$ > {marker}; exec sleep 301"])
+    for index in range(40):
+        sandbox.service(f"b{index:02}", command=["/bin/sleep", "300"])
+    config = configuration.load("a0", str(sandbox.etc))
+    run_dir = str(sandbox.run / "svctl")
+    run = up.start(as_init=False)
+    seen = []
+    try:
+        poll_until(lambda: pids_in(marker), timeout=10, what="a0 spawned")
+        service = pids_in(marker)[0]
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not running(sandbox, "a0"):
+            code, headline, _ = decide(observe(config, run_dir))
+            if host_alive(service):
+                seen.append((code, headline))
+        start = sandbox.cli("start", "a0", timeout=20)
+        assert start.returncode == 0, start.stdout + start.stderr
+        copies = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+                  if _cmdline(pid) == b"sleep\x00301\x00"]
+        assert copies == [service], f"a0's copies: {copies}"
+        wrong = [answer for answer in seen if answer[0] == 3]
+        assert not wrong, (f"svctl status said {wrong[0][1]!r} (exit 3) {len(wrong)} times while a0 "
+                           f"(pid {service}) ran under up")
+    finally:
+        os.kill(run.init, signal.SIGTERM)
+        run.wait(30)
