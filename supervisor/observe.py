@@ -17,7 +17,8 @@ from supervisor.unix.identity import Identity, verify
 from supervisor.unix.pidfile import read_pidfile
 
 
-class Observation(namedtuple("Observation", "pidfile state state_problem supervisor service directory pidfile_alive", defaults=(True,))):
+class Observation(namedtuple("Observation", "pidfile state state_problem supervisor service directory pidfile_alive "
+                             "starting", defaults=(True, False))):
     """pidfile: PidfileRead; state: dict | None (state.json) and why it was refused; supervisor and
     service: Identity of each if verified alive, else None; directory: the run directory."""
 
@@ -67,11 +68,14 @@ def observe(config: ServiceConfig, run_dir: str, state_read: tuple | None = None
         if verify(recorded_service):
             service = recorded_service
     pidfile_alive = pidfile.kind != "ok" or process_alive(pidfile.pid)
-    return Observation(pidfile, state, problem, supervisor, service, directory, pidfile_alive)
+    # nobody verified, yet the lock is held: a supervisor is between its lock and its first
+    # state.json (root can tell; for anyone else the 0600 lock file says nothing)
+    starting = not locked and supervisor is None and service is None and lock_held(directory, unknown=False)
+    return Observation(pidfile, state, problem, supervisor, service, directory, pidfile_alive, starting)
 
 
-def lock_held(directory: str) -> bool:
-    """Whether a supervisor holds DIRECTORY's lock; True when we can't tell (not root: the lock
+def lock_held(directory: str, unknown: bool = True) -> bool:
+    """Whether a supervisor holds DIRECTORY's lock; UNKNOWN when we can't tell (not root: the lock
     file is root's, 0600). A state.json from another PID namespace whose lock nobody holds is a
     dead container's: its processes died with their namespace."""
     import fcntl
@@ -83,11 +87,13 @@ def lock_held(directory: str) -> bool:
     except FileNotFoundError:
         return False
     except OSError:
-        return True
+        return unknown
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         return True
+    except OSError:
+        return unknown
     finally:
         os.close(fd)  # (closing drops our shared lock at once)
     return False

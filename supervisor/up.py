@@ -344,8 +344,9 @@ class Up:
         for member in self.members.values():
             try:
                 self.attach(member, announce=False)
-            except Exception as exc:  # its run directory refused, say: the others go on without it
+            except Exception as exc:  # its log file refused, say: the others go on without it
                 member.done = True
+                member.lock.release()  # its lock would say "starting" to `svctl status` forever
                 self.failures.append(f"{member.name}: not started: {describe(exc)}")
                 self.log.event("not_started", level="error", service=member.name, reason=describe(exc))
                 continue

@@ -53,6 +53,8 @@ def decide(obs: Observation) -> tuple[int, str, list[str]]:
         # a clean stop whose supervisor was killed before it removed its PID file (say by
         # start-stop-daemon's own KILL step): stopped, not crashed
         return Status.NOT_RUNNING, "is not running (stopped; its PID file was left behind)", warnings
+    if obs.starting:  # locked, state not written yet (a `svctl start`, or `svctl up` spawning)
+        return Status.RUNNING, "is starting (its supervisor has not written its state yet)", warnings
     if obs.pidfile.kind == "ok":
         return Status.DEAD_WITH_PIDFILE, f"is not running (stale PID file names pid {obs.pidfile.pid})", warnings
     return Status.NOT_RUNNING, "is not running", warnings

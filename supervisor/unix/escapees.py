@@ -160,7 +160,14 @@ def in_service(pid: int, name: bytes | str, sessions: set[int], uid: int = 0) ->
     if real_uid(pid) != uid:
         return False
     mark = SERVICE_MARK + (os.fsencode(name) if isinstance(name, str) else name)
-    return mark in (environment_of(pid, CLAIM_LIMIT) or ())  # None: not ours to read, no claim made
+    head = environment_of(pid, CLAIM_LIMIT)
+    if head is None:
+        return False  # not ours to read: no claim made
+    if mark in head:
+        return True
+    # svctl puts the variable first, but a shell may reorder what it passes on: the rest too, for
+    # a process of the service's own uid only (its own environments can slow only its own scans)
+    return len(b"\0".join(head)) >= CLAIM_LIMIT - 1 and mark in (environment_of(pid) or ())
 
 
 def real_uid(pid: int) -> int | None:

@@ -35,7 +35,9 @@ def user_environment(config: ServiceConfig,
     """The environment and the Popen arguments (identity, process settings) for the service.
     FROM_FILE: the environment file's variables, already read (else read here); the service
     file's `environment` overrides them. Raises SvctlError (exit 6) naming the key or file."""
-    env = {"PATH": BASE_PATH, "LANG": "C.UTF-8"}
+    # SVCTL_SERVICE first: `svctl up` reads an escapee's claim from the start of its environment
+    # (unix/escapees.py in_service), and a copy of the environment keeps its order
+    env = {"SVCTL_SERVICE": config.name, "PATH": BASE_PATH, "LANG": "C.UTF-8"}
     uid = gid = groups = None  # None: what the supervisor has
     if config.user and os.geteuid() == 0:
         import pwd
@@ -59,8 +61,8 @@ def user_environment(config: ServiceConfig,
         from_file = read(config)
     env.update(from_file)
     env.update(config.env)
-    # as supervisord's SUPERVISOR_PROCESS_NAME: and `svctl up` knows whose an escapee is by it
-    # (unix/escapees.py in_service); set last, so that the service can't name another one
+    # as supervisord's SUPERVISOR_PROCESS_NAME, and `svctl up` knows whose an escapee is by it;
+    # set again, so that the service can't name another one (its place stays the first)
     env["SVCTL_SERVICE"] = config.name
     kwargs: dict = {}
     if config.umask is not None:

@@ -696,7 +696,7 @@ def test_the_service_user_cannot_signal_trace_or_deprioritize_the_as_user_helper
                         ("sched_setscheduler", lambda: os.sched_setscheduler(helper, os.SCHED_IDLE,
                                                                              os.sched_param(0))),
                         ("sched_setaffinity", lambda: os.sched_setaffinity(helper, {0})),
-                        ("read environ", lambda: open(f"/proc/{helper}/environ", "rb").read())):
+                        ("read environ", lambda: Path(f"/proc/{helper}/environ").read_bytes())):
                     try:
                         attempt()
                         done.append(name)
@@ -754,3 +754,63 @@ def test_status_never_says_not_running_for_a_service_up_already_spawned(sandbox,
     finally:
         os.kill(run.init, signal.SIGTERM)
         run.wait(30)
+
+
+ESCAPING_SERVICE = """\
+import os, subprocess, sys
+helper = subprocess.Popen(["setsid", "sleep", "302"])  # its own session, the service's environment
+with open(sys.argv[1], "w") as handle:
+    handle.write(str(helper.pid))
+os.execvp("sleep", ["sleep", "300"])
+"""
+
+
+@pytest.mark.parametrize("size", [0, 40_000], ids=["small-env", "40k-env"])
+def test_an_escapee_of_a_service_with_a_large_environment_is_still_stopped_with_it(sandbox, up, size):
+    """Round 2, fix (1): the SVCTL_SERVICE claim is read from the first 32 KiB of the escapee's
+    environment only (CLAIM_LIMIT), but spawn.user_environment puts SVCTL_SERVICE last, after
+    the environment file's and the `environment` table's variables (config accepts 4096 strings
+    of 128 KiB). A service whose environment is over 32 KiB (a certificate, a JSON config) loses
+    its claim on every `setsid` helper: `svctl stop` leaves them running, and each respawn adds
+    one (only up's final sweep takes them)."""
+    notes = sandbox.base / "helper.pid"
+    keys = {"environment": {"BIG": "x" * size}} if size else {}
+    sandbox.service("big", command=[PYTHON, "-c", ESCAPING_SERVICE, str(notes)], **keys)
+    run = started_up(sandbox, up, services=["big"], as_init=False)
+    helper = []
+    try:
+        poll_until(lambda: pids_in(notes), timeout=5, what="the helper's pid")
+        helper = pids_in(notes)
+        stop = sandbox.cli("stop", "big", timeout=20)
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        try:
+            poll_until(lambda: not host_alive(helper[0]), timeout=3, what="the helper gone")
+        except AssertionError:
+            raise AssertionError(f"svctl stop big left its escapee {helper[0]} running: its SVCTL_SERVICE "
+                                 "lies beyond the first 32 KiB of its environment") from None
+    finally:
+        kill_pids(helper)
+        os.kill(run.init, signal.SIGTERM)
+        run.wait(20)
+
+
+def test_the_as_user_helper_creates_files_as_the_user_and_refuses_roots(sandbox):
+    """Round 2, fix (2), regression: with real uid root and effective uid the user, what the helper
+    creates (a log, its missing directory, a replaced file) is the user's, not root's, and a
+    root-owned file or a hard link the user made to one is refused (the check is on the
+    effective uid, not getuid())."""
+    from supervisor.unix import asuser
+
+    home = nobodys_dir(sandbox, "helper-home")
+    fd, _ = asuser.run(NOBODY.pw_uid, NOBODY.pw_gid, asuser.op_open_append, str(home / "new" / "x.log"), 0o640, True)
+    os.close(fd)
+    asuser.run(NOBODY.pw_uid, NOBODY.pw_gid, asuser.op_write, str(home / "replaced"), b"data", 0o644)
+    for path in (home / "new", home / "new" / "x.log", home / "replaced"):
+        assert path.stat().st_uid == NOBODY.pw_uid, f"{path} belongs to uid {path.stat().st_uid}"
+    roots = sandbox.base / "roots-file"
+    roots.write_text("secret")
+    roots.chmod(0o666)
+    os.link(roots, home / "link")  # (as root here; protected_hardlinks would stop nobody making it)
+    with pytest.raises(asuser.AsUserError):
+        asuser.run(NOBODY.pw_uid, NOBODY.pw_gid, asuser.op_open_append, str(home / "link"), 0o640, False)
+    assert roots.read_text() == "secret"
