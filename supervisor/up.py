@@ -208,6 +208,7 @@ class Up:
             self.failures.append(f"{member.name}: failed to start ({driver.machine.last_exit})")
         driver.shutdown()
         driver.send_last_words()
+        driver.guarded("closing the events file", driver.log.close)  # (a `start` makes a new driver)
         member.done = True
         self.drivers = [d for d in self.drivers if d is not driver]
 

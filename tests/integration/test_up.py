@@ -673,3 +673,21 @@ def test_watch_validation_rollback_liveness_and_hooks_work_per_service_under_up(
     poll_until(lambda: running(sandbox, "web") and sandbox.service_pid("web") != web_pid, timeout=15,
                what="web running again")
     assert not host_alive(victim)
+
+
+def test_stopping_and_starting_a_member_again_leaks_no_descriptors(sandbox, up):
+    """Each `svctl start` of a stopped member makes a new driver: the old one's files (events
+    file, output pipe, state directory) must be closed, or a long-lived up runs out of fds."""
+    sandbox.service("a", command=[PYTHON, SERVICE], start_seconds=0.1)
+    run = started_up(sandbox, up, services="a", as_init=False)
+
+    def descriptors() -> int:
+        return len(os.listdir(f"/proc/{run.own_pid}/fd"))
+
+    assert run.cli("stop", "a").returncode == 0 and run.cli("start", "a").returncode == 0
+    before = descriptors()
+    for _ in range(5):
+        assert run.cli("stop", "a").returncode == 0
+        assert run.cli("start", "a").returncode == 0
+    assert running(sandbox, "a")
+    assert descriptors() <= before + 1, (before, descriptors(), sorted(os.listdir(f"/proc/{run.own_pid}/fd")))
