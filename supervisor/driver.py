@@ -103,8 +103,7 @@ class ServiceDriver(Guard, Requests, Adoption):
         self.preset = preset_for(config.preset)
         self.uid = service_uid(config) or 0  # who the service runs as (0: root)
         belongs, foreign, others = membership or (None, None, lambda: ())
-        self.leftovers = Leftovers(self.preset, lambda: (  # who among our children is no escapee
-            self.child and self.child.pid, self.reloader and self.reloader.check_pid, self.hooks.pid, *others()),
+        self.leftovers = Leftovers(self.preset, lambda: (*self.known_pids(), *others()),  # no escapees
             service_uid(config), self.log, belongs=belongs and (lambda pid: belongs(pid, self)), foreign=foreign)
         self.reaps = ReapLog(self.log, self.timers)  # "reaped" lines, a few a second at most
         self.output = LogCapture(config.log_file, config.log_max_bytes, config.log_backups, self.faults)
@@ -390,7 +389,6 @@ class ServiceDriver(Guard, Requests, Adoption):
     def shutdown(self) -> None:
         """Clean up; each step on its own, so no failure skips the rest. Answers are sent by
         send_last_words, once the front end has removed what it must first (the PID file)."""
-        self.timers.clear()
         self.guarded("logging the reaped count", self.reaps.flush)  # the held-back count: not lost
         if self.reloader is not None:
             self.guarded("stopping the reloader", self.reloader.stop)

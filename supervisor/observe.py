@@ -14,7 +14,7 @@ from collections import namedtuple
 from supervisor.config import ServiceConfig
 from supervisor.unix import rundir
 from supervisor.unix.identity import Identity, verify
-from supervisor.unix.pidfile import read_pidfile
+from supervisor.unix.pidfile import lock_held, read_pidfile
 
 
 class Observation(namedtuple("Observation", "pidfile state state_problem supervisor service directory pidfile_alive "
@@ -72,31 +72,6 @@ def observe(config: ServiceConfig, run_dir: str, state_read: tuple | None = None
     # state.json (root can tell; for anyone else the 0600 lock file says nothing)
     starting = not locked and supervisor is None and service is None and lock_held(directory, unknown=False)
     return Observation(pidfile, state, problem, supervisor, service, directory, pidfile_alive, starting)
-
-
-def lock_held(directory: str, unknown: bool = True) -> bool:
-    """Whether a supervisor holds DIRECTORY's lock; UNKNOWN when we can't tell (not root: the lock
-    file is root's, 0600). A state.json from another PID namespace whose lock nobody holds is a
-    dead container's: its processes died with their namespace."""
-    import fcntl
-
-    from supervisor.unix.pidfile import LOCK
-
-    try:
-        fd = os.open(os.path.join(directory, LOCK), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return unknown
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return unknown
-    finally:
-        os.close(fd)  # (closing drops our shared lock at once)
-    return False
 
 
 def foreign_namespace(name: str, state: dict, refuse: bool, directory: str) -> bool:

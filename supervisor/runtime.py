@@ -26,10 +26,11 @@ class Runtime:
         self.config = config
         # as PID 1 (`svctl run` as a container's init) no PID file: it would say 1, which no
         # reader may believe, and nothing outside the container could use it
-        self.lock = lock if os.getpid() != 1 else None
+        as_init = os.getpid() == 1
+        self.lock = None if as_init else lock
         self.loop = Loop(self)
         self.driver = ServiceDriver(config, run_dir, self.loop, console=console, lock=self.lock,
-                                    mode="daemon" if self.lock is not None or lock is None else "init",
+                                    mode="init" if as_init else "daemon",
                                     on_run_dir_recreated=self.reopen_to_clients)
         self.drivers = [self.driver]
         self.faults = self.driver.faults  # the loop's own troubles show in the service's status

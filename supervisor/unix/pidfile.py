@@ -79,6 +79,27 @@ def read_pidfile(path: str) -> PidfileRead:
     return PidfileRead("ok", pid)
 
 
+def lock_held(directory: str, unknown: bool = True) -> bool:
+    """Whether a supervisor holds DIRECTORY's lock; UNKNOWN when we can't tell (not root: the lock
+    file is root's, 0600). A probe with a shared lock, dropped at once: observe.py tells a
+    supervisor that is starting, or a dead container's state, by it."""
+    try:
+        fd = os.open(os.path.join(directory, LOCK), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return unknown
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return unknown
+    finally:
+        os.close(fd)  # (closing drops our shared lock at once)
+    return False
+
+
 class AlreadyLocked(Exception):
     pass
 

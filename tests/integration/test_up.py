@@ -77,6 +77,16 @@ def stat_fields(proc: str, pid: int | str) -> list[str] | None:
         return None
 
 
+def kill_pids(pids) -> None:
+    """SIGKILL each live PID (host PIDs, of processes a test started)."""
+    for pid in pids:
+        if pid and host_alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def host_alive(pid: int) -> bool:
     fields = stat_fields("/proc", pid)
     return fields is not None and fields[0] != "Z"
@@ -199,12 +209,7 @@ class Up:
         if not self.as_init and self.init and host_alive(self.init):
             victims += [service for name in self.sandbox.names
                         if (service := recorded_service(self.sandbox.state(name)))]
-        for pid in victims:
-            if pid and host_alive(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        kill_pids(victims)
         if self.process is not None:
             try:
                 self.process.wait(10)

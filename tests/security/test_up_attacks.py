@@ -27,6 +27,7 @@ helpers = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(helpers)
 up = helpers.up  # the fixture: every `svctl up` started is killed at teardown
 host_alive, running, started_up = helpers.host_alive, helpers.running, helpers.started_up
+kill_pids = helpers.kill_pids
 
 pytestmark = list(helpers.pytestmark) + [pytest.mark.skipif(not IS_ROOT, reason="needs root")]
 NOBODY = pwd.getpwnam("nobody")
@@ -49,15 +50,6 @@ def pids_in(path: Path) -> list[int]:
         return [int(word) for word in path.read_text().split()]
     except (OSError, ValueError):
         return []
-
-
-def kill_pids(pids) -> None:
-    for pid in pids:
-        if pid and host_alive(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 # An escapee that ignores TERM, writes its PID and each TERM it gets. It leaves the service's
