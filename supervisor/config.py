@@ -306,9 +306,19 @@ def ensure_paths_exist(config: ServiceConfig) -> None:
 
 def runs_as_root(config: ServiceConfig) -> bool:
     """Whether the service (and its check) run with uid 0: user unset means the supervisor's user."""
-    from supervisor.unix.validate import runs_as_root as user_is_root
-
     return user_is_root(config.user)
+
+
+def user_is_root(service_user: str | None) -> bool:
+    """Whether SERVICE_USER has uid 0 (None: the supervisor's user, as the service then runs)."""
+    if service_user is None:
+        return os.geteuid() == 0
+    import pwd
+
+    try:
+        return pwd.getpwnam(service_user).pw_uid == 0
+    except KeyError:
+        return service_user == "root"
 
 
 def ensure_programs_trusted(config: ServiceConfig) -> None:

@@ -112,11 +112,11 @@ class ServiceDriver(Guard, Requests, Adoption):
         self.selector.register(self.output.read_fd, selectors.EVENT_READ, self.drain_output)
 
     def begin(self) -> None:
-        """Before the first event: the file watcher (its thread wakes the loop)."""
+        """Before the first event: the file watcher (its inotify descriptor joins the loop's selector)."""
         if self.config.watch or self.config.check:
             from supervisor.reloader import ConfigReloader
 
-            self.reloader = ConfigReloader(self.config, self.directory, self.log, self.wake_for_watch)
+            self.reloader = ConfigReloader(self.config, self.directory, self.log, self.wake_for_watch, self.loop)
             self.guarded("starting the file watcher", self.reloader.start)
 
     @property
@@ -126,7 +126,9 @@ class ServiceDriver(Guard, Requests, Adoption):
     def owns(self, fileobj) -> bool:
         """Still a descriptor of ours: not closed meanwhile (its number may now be something else's)."""
         return (fileobj == self.output.read_fd or fileobj in self.adopted_pipes
-                or (self.child is not None and fileobj == self.child.pidfd) or fileobj == self.hooks.pipe)
+                or (self.child is not None and fileobj == self.child.pidfd) or fileobj == self.hooks.pipe
+                or (self.reloader is not None and self.reloader.watcher is not None
+                    and fileobj == self.reloader.watcher.fileno()))
 
     def known_pids(self) -> tuple:
         """This service's own children: the service, the check, the hook (no escapees of anyone)."""
@@ -339,7 +341,8 @@ class ServiceDriver(Guard, Requests, Adoption):
             self.leftovers.signal(number, cont)
 
     def wake_for_watch(self) -> None:
-        """Runs in the watcher's thread: the loop does the rest, in its own thread."""
+        """A watched file's event: from the loop's thread (inotify) or, in the watchdog fallback,
+        from its thread; call_soon is safe from both, and the loop does the rest in its own."""
         self.loop.call_soon(self.watch_kicked)
 
     def watch_kicked(self) -> None:

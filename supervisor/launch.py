@@ -9,10 +9,10 @@ failed. Nothing the daemon does after detaching can otherwise be seen by the cal
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
+from supervisor import jsontext
 from supervisor.config import ServiceConfig
 from supervisor.core import events as ev
 from supervisor.unix.pidfile import SupervisorLock
@@ -42,7 +42,7 @@ def launch(config: ServiceConfig, run_dir: str, lock: SupervisorLock, adopt: tup
     os.close(read_fd)
     os.waitpid(child, 0)
     try:
-        reply = json.loads(data.splitlines()[0])
+        reply = jsontext.loads(data.splitlines()[0])
         return int(reply["code"]), str(reply["message"])
     except (IndexError, ValueError, KeyError):
         return 1, "the supervisor exited without reporting (see its events file)"
@@ -65,7 +65,7 @@ class Launcher:
             return
         fd, self.fd = self.fd, -1
         try:
-            os.write(fd, (json.dumps({"code": code, "message": message}) + "\n").encode())
+            os.write(fd, (jsontext.dumps({"code": code, "message": message}) + "\n").encode())
         except OSError:
             pass  # the waiting `svctl start` is gone
         finally:

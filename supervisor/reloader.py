@@ -1,8 +1,8 @@
 """Config hot-reload for the runtime: watched files, the validation job, last-known-good snapshots.
 
-It owns the adapters (watchdog observer, debouncer, check job, snapshots) and answers the runtime
+It owns the adapters (file watcher, debouncer, check job, snapshots) and answers the runtime
 in events; the decisions (when to check, restart or roll back) stay in the state machine.
-Imported only for services with ``watch`` or ``check`` set, so others never load watchdog.
+Imported only for services with ``watch`` or ``check`` set, so others never load the watcher.
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ from supervisor.log import EventLog
 
 
 class ConfigReloader:
-    def __init__(self, config: ServiceConfig, directory: str, log: EventLog, wake: Callable[[], None]) -> None:
-        self.config, self.directory, self.log, self.wake = config, directory, log, wake
+    def __init__(self, config: ServiceConfig, directory: str, log: EventLog, wake: Callable[[], None],
+                 loop=None) -> None:
+        """WAKE: called on a watched-file event (thread-safe: in watchdog's thread in the fallback).
+        LOOP: the process loop; the watcher's inotify descriptor joins its selector (``start``)."""
+        self.config, self.directory, self.log, self.wake, self.loop = config, directory, log, wake, loop
         self.debouncer = Debouncer(0.2, 1.0)
         self.watcher = None
         self.job = None
@@ -38,7 +41,7 @@ class ConfigReloader:
             return
         from supervisor.unix.watch import ConfigWatcher, WatchError
 
-        self.watcher = ConfigWatcher(list(self.config.watch), self.wake)
+        self.watcher = ConfigWatcher(list(self.config.watch), self.wake, self.loop)
         try:
             self.watcher.start()
         except WatchError as exc:  # e.g. the inotify instance limit: supervise anyway, say so
@@ -82,11 +85,12 @@ class ConfigReloader:
         The watched files are read first: those bytes are what the verdict will be about, and
         what a later SaveGood may promote (see ``finish_check``).
         """
+        from supervisor.config import user_is_root
         from supervisor.unix import snapshots
-        from supervisor.unix.validate import CheckJob, check_watched_file_safety
+        from supervisor.unix.trustchain import watched_file_refusal
 
-        for path in self.config.watch:
-            refusal = check_watched_file_safety(path, self.config.user)
+        for path in self.config.watch if user_is_root(self.config.user) else ():
+            refusal = watched_file_refusal(path)
             if refusal:
                 return ev.CheckDone(False, refusal)
         try:
@@ -96,6 +100,8 @@ class ConfigReloader:
         if not self.config.check:
             self.promote_next(self.judged)
             return ev.CheckDone(True, "no check configured")
+        from supervisor.unix.validate import CheckJob  # only with a check: it compiles regexes
+
         try:
             self.job = CheckJob(self.config)
         except (OSError, SvctlError) as exc:

@@ -8,7 +8,6 @@ backing off, gave up), 3 not running, 4 unknown (untrusted or unreadable PID fil
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -199,6 +198,8 @@ def status(context, args: list[str]) -> int:
     wanted = options.number("--lines", 10 if sys.stdout.isatty() else 0, 0, 1000)
     output = tail(config.log_file, max(wanted, 10)) if options.flag("--json") or wanted else []
     if options.flag("--json"):
+        import json
+
         text = json.dumps({
             "name": name, "code": code, "status": headline, "warnings": warnings,
             "pidfile": {"path": config.pidfile, "kind": obs.pidfile.kind, "pid": obs.pidfile.pid,

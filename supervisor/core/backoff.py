@@ -9,37 +9,28 @@ back without an operator.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from supervisor.core.record import Factory, Record
 
 
-@dataclass(frozen=True)
-class BackoffPolicy:
-    min_uptime: float = 1.0
-    initial: float = 0.1
-    maximum: float = 30.0
-    give_up_after: int = 5
-    window: float = 60.0
-    cooldown: float = 300.0
+class BackoffPolicy(Record):
+    __slots__ = ("min_uptime", "initial", "maximum", "give_up_after", "window", "cooldown")
+    defaults = {"min_uptime": 1.0, "initial": 0.1, "maximum": 30.0, "give_up_after": 5, "window": 60.0,
+                "cooldown": 300.0}
 
 
-@dataclass(frozen=True)
-class RestartAt:
-    at: float
-    delay: float
+class RestartAt(Record):
+    __slots__ = ("at", "delay")
 
 
-@dataclass(frozen=True)
-class GiveUp:
-    reason: str
-    retry_at: float
+class GiveUp(Record):
+    __slots__ = ("reason", "retry_at")
 
 
-@dataclass
-class FailureHistory:
-    """The quick failures that count towards giving up (monotonic times)."""
+class FailureHistory(Record, frozen=False):
+    """The quick failures that count towards giving up (TIMES: monotonic times; STREAK: in a row)."""
 
-    times: list[float] = field(default_factory=list)
-    streak: int = 0
+    __slots__ = ("times", "streak")
+    defaults = {"times": Factory(list), "streak": 0}
 
     def reset(self) -> None:
         self.times.clear()

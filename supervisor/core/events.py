@@ -1,96 +1,83 @@
 """What the runtime tells the machine (events) and what the machine asks of it (effects).
 
-Plain frozen dataclasses: easy to build in tests, to compare, and to log.
+Plain frozen records (core/record.py, not dataclasses: those cost the supervisor's start ~30 ms):
+easy to build in tests, to compare, and to log. Each lists its fields in __slots__.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from supervisor.core.record import Factory, Record
 
 # ---- events ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Start:
-    token: Any = None  # who to answer (a control connection, the launcher's pipe); None: nobody
+class Start(Record):
+    __slots__ = ("token",)  # who to answer (a control connection, the launcher's pipe); None: nobody
+    defaults = {"token": None}
 
 
-@dataclass(frozen=True)
-class Adopt:
+class Adopt(Record):
     """The service from an earlier supervisor is still alive (identity already verified).
 
     started_at: when it really started, on the machine's clock (the runtime reads it from the
     kernel); None when unknown, and the uptime then counts from the adoption.
     """
 
-    pid: int
-    token: Any = None
-    started_at: float | None = None
+    __slots__ = ("pid", "token", "started_at")  # int, object, float | None
+    defaults = {"token": None, "started_at": None}
 
 
-@dataclass(frozen=True)
-class Stop:
-    token: Any = None
-    # processes the service left outside its group are still there (the runtime looked): a stop of
-    # a service that has already exited (backoff, gave up) still gives them the stop schedule
-    leftovers: bool = False
+class Stop(Record):
+    # leftovers: processes the service left outside its group are still there (the runtime looked):
+    # a stop of a service that has already exited (backoff, gave up) still gives them the stop schedule
+    __slots__ = ("token", "leftovers")
+    defaults = {"token": None, "leftovers": False}
 
 
-@dataclass(frozen=True)
-class Reload:
-    token: Any = None
-    source: str = "signal"  # signal | cli | watch
-    unchanged: bool = False  # the watched files hold exactly the bytes the service was started on
+class Reload(Record):
+    # source: signal | cli | watch; unchanged: the watched files hold exactly the bytes the service
+    # was started on
+    __slots__ = ("token", "source", "unchanged")
+    defaults = {"token": None, "source": "signal", "unchanged": False}
 
 
-@dataclass(frozen=True)
-class Spawned:
-    pid: int
+class Spawned(Record):
+    __slots__ = ("pid",)
 
 
-@dataclass(frozen=True)
-class SpawnFailed:
-    reason: str
+class SpawnFailed(Record):
+    __slots__ = ("reason",)
 
 
-@dataclass(frozen=True)
-class Exited:
-    pid: int
-    reason: str  # "exit status 1", "killed by SIGKILL"
-    clean: bool  # exit status 0
-    group_alive: bool = False  # other members of the service's process group remain
+class Exited(Record):
+    # reason: "exit status 1", "killed by SIGKILL"; clean: exit status 0; group_alive: other
+    # members of the service's process group remain
+    __slots__ = ("pid", "reason", "clean", "group_alive")
+    defaults = {"group_alive": False}
 
 
-@dataclass(frozen=True)
-class GroupGone:
-    pass
+class GroupGone(Record):
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class Ready:
-    pass
+class Ready(Record):
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class Timer:
-    name: str
+class Timer(Record):
+    __slots__ = ("name",)
 
 
-@dataclass(frozen=True)
-class CheckDone:
-    ok: bool
-    summary: str
+class CheckDone(Record):
+    __slots__ = ("ok", "summary")
 
 
-@dataclass(frozen=True)
-class HealthResult:
+class HealthResult(Record):
     """A liveness probe's answer. PROBE: the number StartHealthProbe gave it (a late answer of an
-    earlier probe is ignored)."""
+    earlier probe is ignored). REASON: why it failed: "HTTP 503", "connection refused", "timed out"."""
 
-    ok: bool
-    reason: str = ""  # why it failed: "HTTP 503", "connection refused", "timed out"
-    probe: int = 0
+    __slots__ = ("ok", "reason", "probe")
+    defaults = {"reason": "", "probe": 0}
 
 
 Event = (Start | Adopt | Stop | Reload | Spawned | SpawnFailed | Exited | GroupGone | Ready | Timer | CheckDone
@@ -99,98 +86,86 @@ Event = (Start | Adopt | Stop | Reload | Spawned | SpawnFailed | Exited | GroupG
 # ---- effects --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Spawn:
-    attempt: str  # initial | restart | reload | rollback | retry
+class Spawn(Record):
+    __slots__ = ("attempt",)  # initial | restart | reload | rollback | retry
 
 
-@dataclass(frozen=True)
-class Signal:
-    signal: int
-    group: bool = False  # False: the main process; True: its whole process group
-    # followed by SIGCONT (a frozen process must wake to act on it): the stop schedule's signals
-    # only; a reload signal must not wake a service the admin froze
-    cont: bool = False
+class Signal(Record):
+    # group: False: the main process; True: its whole process group. cont: followed by SIGCONT (a
+    # frozen process must wake to act on it): the stop schedule's signals only; a reload signal
+    # must not wake a service the admin froze
+    __slots__ = ("signal", "group", "cont")
+    defaults = {"group": False, "cont": False}
 
 
-@dataclass(frozen=True)
-class ArmTimer:
-    name: str
-    at: float
+class ArmTimer(Record):
+    __slots__ = ("name", "at")
 
 
-@dataclass(frozen=True)
-class CancelTimer:
-    name: str
+class CancelTimer(Record):
+    __slots__ = ("name",)
 
 
-@dataclass(frozen=True)
-class StartProbe:
-    pass
+class StartProbe(Record):
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class StopProbe:
-    pass
+class StopProbe(Record):
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class StartHealthProbe:
+class StartHealthProbe(Record):
     """Probe the health URL once, off the loop: post HealthResult(ok, reason, probe), giving up
     after TIMEOUT seconds (the machine's own deadline counts a late answer as a failure anyway)."""
 
-    probe: int
-    timeout: float
+    __slots__ = ("probe", "timeout")
 
 
-@dataclass(frozen=True)
-class StopHealthProbe:
+class StopHealthProbe(Record):
     """Cancel the probe in flight: its answer, if any, is never posted."""
 
-
-@dataclass(frozen=True)
-class RunCheck:
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class AwaitGroup:
+class RunCheck(Record):
+    __slots__ = ()
+
+
+class AwaitGroup(Record):
     """Report GroupGone once the service's process group is empty (maybe at once)."""
 
-
-@dataclass(frozen=True)
-class Reply:
-    token: Any
-    code: int
-    message: str
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class Notify:
+class Reply(Record):
+    __slots__ = ("token", "code", "message")
+
+
+class Notify(Record):
     """An sd_notify message (READY=1, RELOADING=1, STOPPING=1)."""
 
-    message: str
+    __slots__ = ("message",)
 
 
-@dataclass(frozen=True)
-class Log:
-    event: str
-    fields: dict = field(default_factory=dict)
+class Log(Record):
+    __slots__ = ("event", "fields")
+    defaults = {"fields": Factory(dict)}
 
 
-@dataclass(frozen=True)
-class SaveGood:
+class SaveGood(Record):
     """The watched files now in place are known good: snapshot them."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True)
-class RestoreGood:
+
+class RestoreGood(Record):
     """Put the last known good watched files back."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True)
-class ExitSupervisor:
-    code: int
+
+class ExitSupervisor(Record):
+    __slots__ = ("code",)
 
 
 Effect = (Spawn | Signal | ArmTimer | CancelTimer | StartProbe | StopProbe | StartHealthProbe | StopHealthProbe

@@ -28,16 +28,13 @@ A mixin of Machine (supervisor/core/machine.py), like reloads.py; the record is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from supervisor.core import events as ev
+from supervisor.core.record import Record
 
 
-@dataclass(frozen=True)
-class HealthPolicy:
-    interval: float = 30.0
-    timeout: float = 5.0
-    failures: int = 3
+class HealthPolicy(Record):
+    __slots__ = ("interval", "timeout", "failures")
+    defaults = {"interval": 30.0, "timeout": 5.0, "failures": 3}
 
 
 class Liveness:

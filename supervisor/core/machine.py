@@ -8,39 +8,34 @@ handlers (reloads.py) and liveness (liveness.py) are mixins of Machine, each in 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
 from collections.abc import Callable
 
 from supervisor.core import events as ev
 from supervisor.core.backoff import BackoffPolicy, FailureHistory, GiveUp, decide
-from supervisor.core.liveness import HealthPolicy, Liveness, LivenessHandlers
+from supervisor.core.liveness import Liveness, LivenessHandlers
+from supervisor.core.record import Factory, Record
 from supervisor.core.reloads import ReloadHandlers
-from supervisor.core.schedule import Schedule, Send, format_schedule
+from supervisor.core.schedule import Send, format_schedule
 from supervisor.core.states import IllegalTransition, State
 
 __all__ = ["IllegalTransition", "Machine", "Policy", "State", "StopRun", "TRANSITIONS"]
 
 
-@dataclass(frozen=True)
-class Policy:
-    schedule: Schedule
-    restart: str = "on-failure"  # always | on-failure | never
-    ready_timeout: float | None = None  # None: no readiness probe, use start_seconds
-    start_seconds: float = 0.5
-    reload_signal: int | None = None  # None: reload = validated graceful restart
-    has_check: bool = False
-    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
-    health: HealthPolicy | None = None  # None: no liveness probe
+class Policy(Record):
+    # schedule: Schedule; restart: always | on-failure | never; ready_timeout: None: no readiness
+    # probe, use start_seconds; reload_signal: None: reload = validated graceful restart;
+    # health: HealthPolicy, None: no liveness probe
+    __slots__ = ("schedule", "restart", "ready_timeout", "start_seconds", "reload_signal", "has_check", "backoff",
+                 "health")
+    defaults = {"restart": "on-failure", "ready_timeout": None, "start_seconds": 0.5, "reload_signal": None,
+                "has_check": False, "backoff": Factory(BackoffPolicy), "health": None}
 
 
-@dataclass
-class StopRun:
-    purpose: str  # exit | reload | failed_start | after_exit | health
-    index: int = 0
-    group: bool = False  # the main process is gone: signal what is left of its group
-    exhausted: bool = False
-    pending: Any = None  # the failure reason or Exited event to resume with
+class StopRun(Record, frozen=False):
+    # purpose: exit | reload | failed_start | after_exit | health; group: the main process is gone:
+    # signal what is left of its group; pending: the failure reason or Exited event to resume with
+    __slots__ = ("purpose", "index", "group", "exhausted", "pending")
+    defaults = {"index": 0, "group": False, "exhausted": False, "pending": None}
 
 
 class Machine(ReloadHandlers, LivenessHandlers):
@@ -87,7 +82,7 @@ class Machine(ReloadHandlers, LivenessHandlers):
             self.emit(ev.Reply(token, code, message))
         self.waiters[kind].clear()
 
-    def wait_for(self, kind: str, token: Any) -> None:
+    def wait_for(self, kind: str, token: object) -> None:
         if token is not None:
             self.waiters[kind].append(token)
 
@@ -249,7 +244,7 @@ class Machine(ReloadHandlers, LivenessHandlers):
             return self.begin_stop("exit", now, group=True)
         self.finish_stop(now)
 
-    def begin_stop(self, purpose: str, now: float, pending: Any = None, group: bool = False) -> None:
+    def begin_stop(self, purpose: str, now: float, pending: object = None, group: bool = False) -> None:
         self.unwatch_health()
         if self.state is not State.STOPPING and purpose == "exit":
             self.emit(ev.Notify("STOPPING=1"))

@@ -49,12 +49,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
-
 from supervisor.unix.identity import process_group_alive, read_stat
-
-if TYPE_CHECKING:
-    from supervisor.presets import Preset
 
 
 def children_of(pid: int, excluding: set[int] | frozenset = frozenset(), check_state: bool = True) -> list[int]:
@@ -220,7 +215,7 @@ class Leftovers:
     in_service); None: every child is (the per-service daemon). FOREIGN: the children that are
     nobody's leftovers; None: those we have now."""
 
-    def __init__(self, preset: Preset | str | None, not_escapees: Callable[[], Iterable[int | None]],
+    def __init__(self, preset: object, not_escapees: Callable[[], Iterable[int | None]],
                  uid: int | None = None, log=None, *, belongs: Callable[[int], bool] | None = None,
                  foreign: Iterable[int] | None = None) -> None:
         if preset is None or isinstance(preset, str):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
@@ -14,6 +13,8 @@ _libc = None
 
 def _prctl(option: int, value) -> None:
     global _libc
+    import ctypes  # only here: a supervisor that never calls prctl does not pay for ctypes
+
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
     if _libc.prctl(option, value, 0, 0, 0) != 0:
@@ -22,7 +23,19 @@ def _prctl(option: int, value) -> None:
 
 
 def set_process_name(name: str) -> None:
-    """Set comm (what ps, pidof and start-stop-daemon --name see); the kernel keeps 15 bytes."""
+    """Set comm (what ps, pidof and start-stop-daemon --name see); the kernel keeps 15 bytes.
+    Written to /proc/self/comm (what prctl(PR_SET_NAME) sets, for the main thread), without ctypes."""
+    try:
+        fd = os.open("/proc/self/comm", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, name.encode()[:15])
+            return
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # no /proc: the system call
+    import ctypes
+
     _prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]))
 
 
@@ -75,6 +88,8 @@ def pidfd_getfd(pidfd: int, target_fd: int) -> int | None:
     Used on re-adoption to take back the read end of the output pipe that the service keeps open.
     """
     global _libc
+    import ctypes
+
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
     fd = _libc.syscall(SYS_PIDFD_GETFD, pidfd, target_fd, 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from supervisor import jsontext
 from supervisor.errors import SvctlError
 from supervisor.unix import safefs
 
@@ -43,26 +44,20 @@ def ensure(run_dir: str, name: str) -> str:
 
 def write_state(directory: str, state: dict) -> None:
     """Atomic: readers see the old or the new state, never half of one. Raises OSError."""
-    import json
-
-    safefs.write_trusted(os.path.join(directory, STATE), json.dumps(state, separators=(",", ":")).encode(), 0o644,
+    safefs.write_trusted(os.path.join(directory, STATE), jsontext.dumps(state, compact=True).encode(), 0o644,
                          durable=False)
 
 
 def write_private(directory: str, data: dict) -> None:
-    import json
-
-    safefs.write_trusted(os.path.join(directory, PRIVATE), json.dumps(data).encode(), 0o600, durable=False)
+    safefs.write_trusted(os.path.join(directory, PRIVATE), jsontext.dumps(data).encode(), 0o600, durable=False)
 
 
 def read_private(directory: str) -> dict:
     """private.json's content for root; {} for anyone else or when it is missing or unusable."""
     if os.geteuid() != 0:
         return {}
-    import json
-
     try:
-        data = json.loads(safefs.read_trusted(os.path.join(directory, PRIVATE), "private state") or b"{}")
+        data = jsontext.loads(safefs.read_trusted(os.path.join(directory, PRIVATE), "private state") or b"{}")
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -76,10 +71,8 @@ def read_state(directory: str) -> tuple[dict | None, str | None]:
         return None, str(exc) if isinstance(exc, safefs.UnsafePath) else f"cannot read {directory}/{STATE}: {exc.strerror}"
     if raw is None:
         return None, None
-    import json
-
     try:
-        state = json.loads(raw)
+        state = jsontext.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: [[[[... nested thousands deep
         return None, f"{directory}/{STATE} is not valid JSON"
     return (state, None) if isinstance(state, dict) else (None, f"{directory}/{STATE} is not an object")

@@ -36,16 +36,15 @@ After restoring, call ``ConfigWatcher.accept(rescan=True)``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import stat
 import time
 from collections.abc import Iterable, Mapping
 
+from supervisor import jsontext
 from supervisor.errors import SvctlError
 from supervisor.unix import safefs, userfiles
-from supervisor.unix.watch import WATCHED_LIMIT, read_watched, watched_target
+from supervisor.unix.watch import WATCHED_LIMIT, read_watched, sha256_hex, watched_target  # sha256_hex: no OpenSSL
 
 MANIFEST = "manifest.json"
 REJECTED_PREFIX = "rejected-"
@@ -109,14 +108,14 @@ def save_good(contents: Mapping[str, bytes | None], run_dir: str) -> str:
         if content is None:
             entries[path] = {"absent": True}
             continue
-        digest = hashlib.sha256(content).hexdigest()
+        digest = sha256_hex(content)
         name = f"{copy_name(path)}.{digest[:16]}"
         if _stored(os.path.join(directory, name)) != digest:
             _write_store(os.path.join(directory, name), content)
         mode, uid, gid = _restore_metadata(path)
         entries[path] = {"copy": name, "sha256": digest, "mode": mode, "uid": uid, "gid": gid}
     manifest = {"saved_at": saved_at, "files": entries}
-    _write_store(os.path.join(directory, MANIFEST), json.dumps(manifest, indent=1).encode())
+    _write_store(os.path.join(directory, MANIFEST), jsontext.dumps(manifest).encode())
     _collect_garbage(directory, entries)
     return format_time(saved_at)
 
@@ -195,7 +194,7 @@ def _read_copy(directory: str, entry: dict, path: str) -> bytes:
         raise SnapshotError(f"known-good copy of {path} is unreadable: {exc.strerror or exc}") from None
     if good is None:
         raise SnapshotError(f"known-good copy of {path} is missing from {directory}")
-    if hashlib.sha256(good).hexdigest() != entry.get("sha256"):
+    if sha256_hex(good) != entry.get("sha256"):
         raise SnapshotError(f"known-good copy of {path} is corrupt (sha256 mismatch); not restoring it")
     return good
 
@@ -253,7 +252,7 @@ def _stored(path: str) -> str | None:
         data = safefs.read_bytes(path, WATCHED_LIMIT + 1)
     except OSError:
         return None
-    return None if data is None else hashlib.sha256(data).hexdigest()
+    return None if data is None else sha256_hex(data)
 
 
 def _load_manifest(run_dir: str) -> dict:
@@ -265,7 +264,7 @@ def _load_manifest(run_dir: str) -> dict:
     if data is None:
         raise SnapshotError("no known-good config yet (the service never became ready)")
     try:
-        manifest = json.loads(data)
+        manifest = jsontext.loads(data)
         float(manifest["saved_at"])
         if not isinstance(manifest["files"], dict):
             raise TypeError("files is not a table")

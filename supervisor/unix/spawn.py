@@ -11,20 +11,25 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import dataclass
 
 from supervisor import settings
 from supervisor.config import ServiceConfig
 from supervisor.errors import SvctlError
 
 
-@dataclass
 class Child:
-    popen: subprocess.Popen
-    pid: int
-    pidfd: int | None
-    # what the environment file said when this child was spawned; None: not known (adopted)
-    environment_file: dict | None = None
+    """The running service process (a plain class: dataclasses costs the supervisor ~2 MB)."""
+
+    __slots__ = ("popen", "pid", "pidfd", "environment_file")
+
+    def __init__(self, popen: subprocess.Popen | None, pid: int, pidfd: int | None,
+                 environment_file: dict | None = None) -> None:
+        self.popen, self.pid, self.pidfd = popen, pid, pidfd
+        # what the environment file said when this child was spawned; None: not known (adopted)
+        self.environment_file = environment_file
+
+    def __repr__(self) -> str:
+        return f"Child(pid={self.pid}, pidfd={self.pidfd})"
 
 
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -17,9 +17,9 @@ and the caller retries.
 
 from __future__ import annotations
 
-import json
 import os
 
+from supervisor import jsontext
 from supervisor.faults import describe
 from supervisor.log import redact
 from supervisor.unix import rundir
@@ -132,7 +132,7 @@ class StateFile:
         try:
             rundir.write_state(self.directory, state)
         except OSError as exc:
-            if self.reserve_fd < 0 or not self._write_reserve(json.dumps(state, separators=(",", ":")).encode()):
+            if self.reserve_fd < 0 or not self._write_reserve(jsontext.dumps(state, compact=True).encode()):
                 raise
             self.make_reserve()
             return describe(exc)

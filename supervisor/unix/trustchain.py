@@ -160,3 +160,14 @@ def owner_name(uid: int) -> str:
         return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
     except KeyError:
         return f"uid {uid}"
+
+
+def watched_file_refusal(path: str) -> str | None:
+    """For a service that runs as root: a one-line refusal when someone other than root could
+    change the watched file PATH (its reloads run code as root), by check_chain's rule: the file,
+    after symlinks, and every directory holding it or a link to it. None when safe or missing
+    (the watcher reports that separately). Only a few lstat() calls."""
+    reason = check_chain(path)
+    if reason is None:
+        return None
+    return f"refusing to watch {path}: {reason} (the service runs as root: whoever can change it runs code as root)"

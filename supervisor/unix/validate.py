@@ -24,14 +24,13 @@ import os
 import pwd
 import re
 import select
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
-from dataclasses import dataclass
 
 from supervisor.config import ServiceConfig
+from supervisor.config import user_is_root as runs_as_root  # noqa: F401 - also imported from here
+from supervisor.core.record import Record
 from supervisor.errors import SvctlError
 from supervisor.unix.spawn import decode_wait_status
 
@@ -45,12 +44,11 @@ _ERRORISH = re.compile(r"\b(error|fatal|invalid|exception|failed|traceback)\b", 
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Warning|Interrupt)\b.*")
 
 
-@dataclass(frozen=True)
-class CheckResult:
-    ok: bool
-    summary: str  # one line, for status ("config rejected: <summary>")
-    output: str  # stdout and stderr interleaved (tail, at most OUTPUT_LIMIT), for the JSON event
-    seconds: float
+class CheckResult(Record):
+    """ok; summary: one line, for status ("config rejected: <summary>"); output: stdout and stderr
+    interleaved (tail, at most OUTPUT_LIMIT), for the JSON event; seconds."""
+
+    __slots__ = ("ok", "summary", "output", "seconds")
 
 
 class CheckRefused(SvctlError):
@@ -70,6 +68,8 @@ class CheckJob:
         self.config = config
         self.started = time.monotonic()
         account = _identity(config.user)
+        import tempfile  # a check's scratch directory: only when a check runs
+
         self.scratch = tempfile.mkdtemp(prefix=f"svctl-check-{config.name}-")
         self.output = tempfile.TemporaryFile()
         self.timed_out = False
@@ -117,6 +117,8 @@ class CheckJob:
 
     def cleanup(self) -> None:
         self.output.close()
+        import shutil
+
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
@@ -258,16 +260,6 @@ def _clip(line: str) -> str:
     return line if len(line) <= SUMMARY_LIMIT else line[: SUMMARY_LIMIT - 3] + "..."
 
 
-def runs_as_root(service_user: str | None) -> bool:
-    """Whether the service's processes have uid 0 (user unset means: as the supervisor)."""
-    if service_user is None:
-        return os.geteuid() == 0
-    try:
-        return pwd.getpwnam(service_user).pw_uid == 0
-    except KeyError:
-        return service_user == "root"
-
-
 def check_watched_file_safety(path: str, service_user: str | None) -> str | None:
     """A one-line refusal when someone other than root could change code that runs as root.
 
@@ -277,11 +269,6 @@ def check_watched_file_safety(path: str, service_user: str | None) -> str | None
     root-owned sticky directory like /tmp is fine). None when safe, or when the file does not
     exist (the watcher reports that separately). Only a few lstat() calls.
     """
-    if not runs_as_root(service_user):
-        return None
-    from supervisor.unix.trustchain import check_chain
+    from supervisor.unix.trustchain import watched_file_refusal
 
-    reason = check_chain(path)
-    if reason is None:
-        return None
-    return f"refusing to watch {path}: {reason} (the service runs as root: whoever can change it runs code as root)"
+    return watched_file_refusal(path) if runs_as_root(service_user) else None

@@ -2,56 +2,73 @@
 
 Design (docs/reload.md):
 
-* ONE watchdog Observer for the whole supervisor (inotify instances are a scarce per-user resource).
+* ONE inotify instance (unix/inotify.py: libc through ctypes) and no thread: its descriptor is in the
+  loop's selector; when readable, the queue is drained (bounded), the events filtered and counted,
+  and ``wake()`` called once for the batch, in the loop's thread.
 * Files are never watched directly: a watch on a file follows its inode and goes deaf after the first
-  atomic replace on watchdog 6 (tmp + rename, ``sed -i``, vim). Instead each file's *directory* is
-  watched, plus every directory a symlink on the way points into, so a Kubernetes ConfigMap
-  ``..data`` swap (which produces no event naming the file at all) is still noticed.
-* The observer thread does nothing but call ``wake()``; deciding is the loop's job: it debounces
-  (core/debounce.py), then calls ``changed()``, which re-reads every file and compares a sha256 with
-  the accepted baseline. So a ``touch``, a ``chmod`` or rewriting identical bytes reloads nothing,
-  and unrelated files in the same directory cost one hash per debounce window, nothing more.
+  atomic replace (tmp + rename, ``sed -i``, vim). Each file's *directory* is watched instead, plus
+  every directory a symlink on the way points into, so a Kubernetes ConfigMap ``..data`` swap (which
+  produces no event naming the file at all) is still noticed.
+* Every refresh (``_refresh_watches``: at start, and on each scan before the files are read) adds
+  each wanted directory's watch again: the kernel answers with the watch of that inode, a new one
+  when the path now leads elsewhere (a swapped ``..data``, a directory made again). Unwanted watches
+  are removed. A missing directory is skipped and its nearest existing ancestor watched for its name,
+  so one deleted and recreated (or created later) is noticed without a poll. IN_Q_OVERFLOW (events
+  lost) and IN_IGNORED (a watched directory gone) wake like an edit: the scan re-reads everything.
+* Deciding is the loop's job: it debounces (core/debounce.py), then calls ``changed()``, which
+  re-reads every file and compares a sha256 with the accepted baseline: a ``touch``, a ``chmod`` or
+  identical bytes reload nothing; an unrelated file in the directory costs a hash per debounce window.
 * Files are read the way snapshots and the check read them (``read_watched``: through userfiles,
   as the user who controls the directory, ``O_NONBLOCK``, regular files only): what the service's
   user plants at the path (a FIFO, a symlink to a root file) is "unreadable", never a hang.
 
-watchdog is imported only in ``start()``: it costs ~20 ms and three threads, and ``svctl status``
-must never pay for it. Works with watchdog 2.2.1 (Debian 12) through 7.x: the handler is duck-typed
-(observers only call ``handler.dispatch(event)``) and filters on ``event.event_type`` strings.
+watchdog is only the fallback when there is no inotify (ctypes finds no ``inotify_init1``, or the
+kernel says ENOSYS), imported then in ``start()`` (~7 MB PSS, ~25 ms, three threads that call
+``wake()``). From watchdog 2.2.1 (Debian 12) to 7.x: observers only call ``handler.dispatch(event)``.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
-import threading
-from dataclasses import dataclass
-from typing import Any
 from collections.abc import Callable, Iterable
 
+from supervisor.core.record import Record
 from supervisor.errors import SvctlError
-from supervisor.unix import safefs, userfiles
+from supervisor.unix import inotify, safefs, userfiles
 
-# Events that can mean new content. Not "opened"/"closed_no_write" (6.x+): reading the file (our own
+try:  # the interpreter's own sha256: hashlib would load OpenSSL's libcrypto (+1.6 MB PSS) for it
+    from _sha2 import sha256 as _sha256  # 3.12+
+except ImportError:
+    try:
+        from _sha256 import sha256 as _sha256  # 3.11
+    except ImportError:  # a build without the built-in hashes
+        from hashlib import sha256 as _sha256
+
+# Events that can mean new content. Not "opened"/"closed_no_write"/access: reading the file (our own
 # changed(), the check command, sed's first pass) would otherwise wake us forever.
-RELEVANT_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed", "attrib"})
+RELEVANT_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed", "attrib"})  # watchdog's
 _MAX_SYMLINK_HOPS = 40  # same limit as the kernel's ELOOP
 WATCHED_LIMIT = 16 << 20  # a config file bigger than this is refused, never silently truncated
+DRAIN_READS = 16  # reads of the inotify queue per wake-up (1 MiB): then the loop's other descriptors
 
 
 class WatchError(SvctlError):
     """A watched directory could not be watched (e.g. the inotify instance/watch limit)."""
 
 
-@dataclass(frozen=True)
-class FileChange:
-    """One watched path whose content differs from the accepted baseline."""
+class FileChange(Record):
+    """One watched path whose content differs from the accepted baseline.
 
-    path: str
-    kind: str  # "modified" | "created" | "deleted" | "unreadable"
-    detail: str = ""  # for "unreadable": the OS error text
+    kind: "modified" | "created" | "deleted" | "unreadable"; detail: for "unreadable", the OS error."""
+
+    __slots__ = ("path", "kind", "detail")
+    defaults = {"detail": ""}
+
+
+def sha256_hex(data: bytes) -> str:
+    return _sha256(data).hexdigest()
 
 
 def watched_target(path: str) -> str:
@@ -113,7 +130,7 @@ def file_digest(path: str) -> str | None:
     Other errors (EACCES, a FIFO, a directory, a planted symlink) raise OSError with one line.
     """
     data = read_watched(path)
-    return None if data is None else hashlib.sha256(data).hexdigest()
+    return None if data is None else sha256_hex(data)
 
 
 def watch_directories(path: str) -> list[str]:
@@ -144,66 +161,109 @@ def watch_directories(path: str) -> list[str]:
     return seen
 
 
-class _Handler:
+def nearest_existing(directory: str) -> tuple[str, str]:
+    """(the nearest existing ancestor of DIRECTORY, the name on the way down to it that is missing)."""
+    child, parent = os.path.basename(directory), os.path.dirname(directory)
+    while parent != os.path.dirname(parent) and not os.path.isdir(parent):
+        child, parent = os.path.basename(parent), os.path.dirname(parent)
+    return parent, child
+
+
+class _WatchdogHandler:
     """Runs in the observer thread (with the observer's lock held): filter, then wake. Nothing else."""
+    def __init__(self, directory: str, watcher: ConfigWatcher) -> None:
+        self.directory, self.watcher = directory, watcher
 
-    def __init__(self, directory: str, wake: Callable[[], None], counter: Callable[[], None]) -> None:
-        self.directory = directory
-        self.wake = wake
-        self.counter = counter
+    def dispatch(self, event) -> None:
+        kind = event.event_type
+        source = os.path.normpath(os.fsdecode(event.src_path))
+        if kind not in RELEVANT_EVENTS or (kind == "modified" and source == self.directory):
+            return  # (the directory's own mtime: always paired with an event for the entry itself)
+        target = os.path.normpath(os.fsdecode(event.dest_path)) if kind == "moved" and event.dest_path else ""
+        if target and os.path.dirname(target) == self.directory:
+            name, appeared = os.path.basename(target), True
+        else:
+            name, appeared = (None if source == self.directory else os.path.basename(source)), kind == "created"
+        if self.watcher.notice(self.directory, name, appeared):
+            self.watcher.woken(1)
 
-    def dispatch(self, event: Any) -> None:
-        if event.event_type not in RELEVANT_EVENTS:
-            return
-        if event.event_type == "modified" and event.is_directory:
-            # The directory's own mtime change is always paired with an event for the entry itself.
-            if os.path.normpath(os.fsdecode(event.src_path)) == self.directory:
-                return
-        self.counter()
+
+class _WatchdogBackend:
+    """The fallback without inotify: one watchdog Observer (threads); keys are the directories."""
+
+    name = "watchdog"
+
+    def __init__(self, watcher: ConfigWatcher) -> None:
+        from watchdog.observers import Observer  # heavy: only here (see the module docstring)
+
+        self.watcher, self.scheduled, self.observer = watcher, {}, Observer()
+        self.observer.daemon = True
+        self.observer.start()
+
+    running = property(lambda self: self.observer.is_alive())
+    fileno = staticmethod(lambda: None)  # threads, no descriptor in the loop
+
+    def add(self, directory: str) -> str:
+        if directory not in self.scheduled:  # scheduling twice would add a second handler
+            handler = _WatchdogHandler(directory, self.watcher)
+            self.scheduled[directory] = self.observer.schedule(handler, directory, recursive=False)
+        return directory
+
+    def remove(self, directory: str) -> None:
+        watch = self.scheduled.pop(directory, None)
         try:
-            self.wake()
-        except OSError:
-            # A full wake-up pipe already guarantees the loop will wake; an exception here would
-            # kill the observer thread and with it every future notification.
+            self.observer.unschedule(watch)
+        except (KeyError, OSError):
             pass
+
+    def close(self) -> None:
+        """Stop the observer and wait for its threads (bounded by watchdog's 1 s poll timeout)."""
+        self.scheduled.clear()
+        self.observer.stop()
+        if self.observer.is_alive():
+            self.observer.join(timeout=5)
 
 
 class ConfigWatcher:
-    """Watch ``paths`` (absolute) and call ``wake()`` from the observer thread on any relevant event.
+    """Watch ``paths`` (absolute) and call ``wake()`` on relevant events.
 
-    Thread model: ``wake`` runs in watchdog's dispatcher thread and must be cheap and thread-safe
-    (writing one byte to a self-pipe is ideal). ``changed()``, ``scan()`` and ``accept()`` are called
-    from the supervisor loop only.
+    LOOP is the supervisor's process loop (its ``selector`` and ``forget``): the inotify descriptor
+    is registered there, and ``wake`` runs in the loop's thread. Only in the watchdog fallback does
+    it run in watchdog's dispatcher thread, so it must be cheap and thread-safe (``loop.call_soon``).
+    ``changed()``, ``scan()`` and ``accept()`` are called from the supervisor loop only.
     """
 
-    def __init__(self, paths: Iterable[str], wake: Callable[[], None]) -> None:
+    def __init__(self, paths: Iterable[str], wake: Callable[[], None], loop) -> None:
         self.paths: tuple[str, ...] = tuple(paths)
-        self._wake = wake
-        self._observer: Any = None
-        self._watches: dict[str, Any] = {}  # directory -> watchdog ObservedWatch
+        self._wake, self._loop, self._backend = wake, loop, None
+        self._watches: dict[str, object] = {}  # directory -> the backend's key (a wd, shared by one inode's paths)
+        self.owners: dict[object, tuple[str, ...]] = {}  # key -> the directories it stands for
+        self._full: frozenset[str] = frozenset()  # directories whose every relevant event counts
+        self._awaited: dict[str, frozenset[str]] = {}  # ancestor -> names of missing directories in it
         self._baseline: dict[str, str | None] = {}  # path -> digest accepted (None = absent)
         self._last_scan: dict[str, str | None] = {}
-        self._events = 0
-        self._events_lock = threading.Lock()
+        self._events = 0  # one writer: the loop's thread, or watchdog's dispatcher in the fallback
         self.skipped: tuple[str, ...] = ()  # directories that do not exist (yet); retried on scan
+        self.problem: str | None = None  # why the last scan's refresh could not watch a directory
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Record the current contents as the baseline and start the observer thread.
+        """Record the current contents as the baseline and start watching.
 
-        Start it after daemonizing: threads do not survive python-daemon's fork (packaging §1.5).
+        Start it after daemonizing, in the loop that will run (its selector gets the descriptor).
         Raises WatchError when a directory cannot be watched for a reason other than not existing.
         """
-        from watchdog.observers import Observer  # heavy: only here (see module docstring)
-
         self._baseline = {path: self._digest_or_none(path) for path in self.paths}
         self._last_scan = dict(self._baseline)
         if not self.paths:
             return
-        self._observer = Observer()
-        self._observer.daemon = True
-        self._observer.start()
+        try:
+            self._backend = inotify.Backend(self, self._loop, DRAIN_READS)
+        except inotify.Unavailable:
+            self._backend = _WatchdogBackend(self)
+        except OSError as exc:  # EMFILE: fs.inotify.max_user_instances
+            raise _watch_error(os.path.dirname(self.paths[0]), exc) from exc
         try:
             self._refresh_watches()
         except WatchError:
@@ -211,18 +271,24 @@ class ConfigWatcher:
             raise
 
     def stop(self) -> None:
-        """Stop the observer and wait for its threads (bounded by watchdog's 1 s poll timeout)."""
-        observer, self._observer = self._observer, None
-        self._watches.clear()
-        if observer is None:
-            return
-        observer.stop()
-        if observer.is_alive():
-            observer.join(timeout=5)
+        """Stop watching: the descriptor leaves the loop's selector and is closed (or watchdog's threads joined)."""
+        backend, self._backend = self._backend, None
+        self._watches, self.owners = {}, {}
+        if backend is not None:
+            backend.close()
 
     @property
     def running(self) -> bool:
-        return self._observer is not None and self._observer.is_alive()
+        return self._backend is not None and self._backend.running
+
+    @property
+    def backend(self) -> str | None:
+        """"inotify", "watchdog" (the fallback) or None when not watching."""
+        return self._backend.name if self._backend is not None else None
+
+    def fileno(self) -> int | None:
+        """The inotify descriptor in the loop's selector (None: not watching, or watchdog's threads)."""
+        return self._backend.fileno() if self._backend is not None else None
 
     @property
     def events_seen(self) -> int:
@@ -230,17 +296,25 @@ class ConfigWatcher:
         return self._events
 
     def directories(self) -> tuple[str, ...]:
-        """The directories currently being watched."""
-        return tuple(self._watches)
+        """The directories currently being watched (not the ancestors awaiting a missing one)."""
+        return tuple(directory for directory in self._watches if directory in self._full)
 
     # -- content comparison (loop thread) --------------------------------------------------------
 
     def scan(self) -> list[FileChange]:
         """Re-read every watched file; return those whose content differs from the baseline.
 
-        Also re-resolves symlinks and adjusts the watched directories, so a symlink that now points
-        somewhere else is followed there for the next edit.
+        The watched directories are adjusted first (symlinks re-resolved, directories that appeared
+        or went), then the files are read: an edit after a new watch is in place gets an event, one
+        before it is in what is read now, so a directory recreated in between loses nothing. A
+        directory that cannot be watched then (WatchError) is in ``problem``, and is retried next scan.
         """
+        if self._backend is not None:
+            try:
+                self._refresh_watches()
+                self.problem = None
+            except WatchError as exc:  # e.g. the watch limit on a new directory: still compare the files
+                self.problem = str(exc)
         changes: list[FileChange] = []
         scanned: dict[str, str | None] = {}
         for path in self.paths:
@@ -257,8 +331,6 @@ class ConfigWatcher:
             kind = "deleted" if now is None else "created" if before is None else "modified"
             changes.append(FileChange(path, kind))
         self._last_scan = scanned
-        if self._observer is not None:
-            self._refresh_watches()
         return changes
 
     def changed(self) -> list[str]:
@@ -279,6 +351,24 @@ class ConfigWatcher:
         else:
             self._baseline.update(self._last_scan)
 
+    # -- the backends' side ----------------------------------------------------------------------
+
+    def notice(self, directory: str, name: str | None, appeared: bool) -> bool:
+        """Does an event in DIRECTORY on entry NAME (None: the directory itself) count?"""
+        if directory in self._full:
+            return True
+        names = self._awaited.get(directory)
+        return names is not None and (name is None or (appeared and name in names))
+
+    def woken(self, count: int) -> None:
+        self._events += count
+        try:
+            self._wake()
+        except OSError:
+            # A full wake-up pipe already guarantees the loop will wake; in the fallback an exception
+            # here would kill the observer thread and with it every future notification.
+            pass
+
     # -- internals -------------------------------------------------------------------------------
 
     @staticmethod
@@ -288,40 +378,58 @@ class ConfigWatcher:
         except OSError:
             return None
 
-    def _count(self) -> None:
-        with self._events_lock:
-            self._events += 1
-
-    def _refresh_watches(self) -> None:
-        wanted: list[str] = []
+    def _wanted(self) -> tuple[list[str], dict[str, set[str]], list[str]]:
+        full: list[str] = []
+        awaited: dict[str, set[str]] = {}  # ancestor -> the names in it of missing directories
+        skipped: list[str] = []
         for path in self.paths:
             for directory in watch_directories(path):
-                if directory not in wanted:
-                    wanted.append(directory)
-        skipped = []
-        for directory in wanted:
-            if directory in self._watches:
-                continue
-            if not os.path.isdir(directory):
-                skipped.append(directory)  # e.g. a ConfigMap generation not created yet
-                continue
-            self._schedule(directory)
-        for directory in list(self._watches):
-            if directory not in wanted or not os.path.isdir(directory):
-                # An old ..2024_01 generation directory is deleted by the kubelet; drop its watch.
-                watch = self._watches.pop(directory)
-                try:
-                    self._observer.unschedule(watch)
-                except (KeyError, OSError):
-                    pass
-        self.skipped = tuple(skipped)
+                if directory in full or directory in skipped:
+                    continue
+                if os.path.isdir(directory):
+                    full.append(directory)
+                    continue
+                skipped.append(directory)  # e.g. a ConfigMap generation not created yet, or deleted
+                ancestor, name = nearest_existing(directory)
+                awaited.setdefault(ancestor, set()).add(name)
+        return full, awaited, skipped
 
-    def _schedule(self, directory: str) -> None:
-        handler = _Handler(directory, self._wake, self._count)
-        try:
-            self._watches[directory] = self._observer.schedule(handler, directory, recursive=False)
-        except OSError as exc:
-            raise WatchError(
-                f"cannot watch {directory}: {exc.strerror or exc}"
-                " (inotify limits: sysctl fs.inotify.max_user_instances / max_user_watches)"
-            ) from exc
+    def _refresh_watches(self) -> None:
+        full, awaited, skipped = self._wanted()
+        watches: dict[str, object] = {}
+        failure = None
+        todo = full + [ancestor for ancestor in awaited if ancestor not in full]
+        while todo:
+            directory = todo.pop(0)
+            try:
+                watches[directory] = self._backend.add(directory)
+            except (FileNotFoundError, NotADirectoryError):  # gone since isdir(): await it in its ancestor
+                if directory in full:
+                    full.remove(directory)
+                    skipped.append(directory)
+                    ancestor, name = nearest_existing(directory)
+                    awaited.setdefault(ancestor, set()).add(name)
+                    if ancestor not in watches and ancestor not in todo:
+                        todo.append(ancestor)
+            except OSError as exc:  # ENOSPC: fs.inotify.max_user_watches
+                failure = failure or _watch_error(directory, exc)
+        for key in set(self._watches.values()) - set(watches.values()):
+            try:
+                self._backend.remove(key)
+            except OSError:
+                pass
+        owners: dict[object, tuple[str, ...]] = {}
+        for directory, key in watches.items():
+            owners[key] = (*owners.get(key, ()), directory)
+        self._watches, self.owners = watches, owners
+        self._full = frozenset(directory for directory in full if directory in watches)
+        self._awaited = {ancestor: frozenset(names) for ancestor, names in awaited.items()}
+        self.skipped = tuple(skipped)
+        if failure is not None:
+            raise failure
+
+
+def _watch_error(directory: str, exc: OSError) -> WatchError:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return WatchError(f"cannot watch {directory}: {reason}"
+                      " (inotify limits: sysctl fs.inotify.max_user_instances / max_user_watches)")

@@ -1,14 +1,16 @@
-"""ConfigWatcher with real watchdog on temporary directories (works on watchdog 2.2.1 and 7.x).
+"""ConfigWatcher on temporary directories, against the real kernel's inotify (no thread: the
+descriptor is in a real process loop's selector, pumped here by ``Wakes``).
 
 Every editing style must wake the loop and show up in changed(); a touch, a chmod or an identical
-rewrite must not show up in changed().
+rewrite must not show up in changed(). The watchdog fallback (no inotify) is tested once at the end.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import queue
 import shutil
+import struct
 import subprocess
 import sys
 import threading
@@ -17,46 +19,70 @@ import time
 import pytest
 
 from supervisor.core.debounce import Debouncer
-from supervisor.unix.watch import ConfigWatcher, watch_directories
+from supervisor.loop import Loop
+from supervisor.unix import inotify
+from supervisor.unix.watch import ConfigWatcher, FileChange, WatchError, watch_directories
 
 WAIT = 5.0  # generous upper bound; the tests return as soon as the event arrives
 
 
-class Wakes:
-    """Counts wake() calls from the observer thread."""
+class Front:
+    """What a Loop needs of its front end here: a handler's failure fails the test."""
 
-    def __init__(self) -> None:
-        self.count = 0
-        self.cond = threading.Condition()
-        self.times: queue.Queue[float] = queue.Queue()
+    drivers: list = []
 
-    def __call__(self) -> None:
-        with self.cond:
-            self.count += 1
-            self.cond.notify_all()
-        self.times.put(time.monotonic())
+    class faults:
+        @staticmethod
+        def internal(what, exc):
+            raise exc
 
-    def wait_for_more_than(self, n: int, timeout: float = WAIT) -> bool:
-        with self.cond:
-            return self.cond.wait_for(lambda: self.count > n, timeout)
-
-    def settle(self, quiet: float = 0.3) -> int:
-        """Wait until no wake arrived for ``quiet`` seconds; return the count."""
-        while True:
-            with self.cond:
-                seen = self.count
-                if not self.cond.wait_for(lambda seen=seen: self.count > seen, quiet):
-                    return self.count
+    def owns(self, fileobj) -> bool:
+        return False
 
 
 @pytest.fixture
-def make_watcher():
+def loop():
+    loop = Loop(Front())
+    yield loop
+    loop.close()
+
+
+class Wakes:
+    """Counts wake() calls; pumps LOOP (the watcher's descriptor is in its selector) while waiting."""
+
+    def __init__(self, loop: Loop) -> None:
+        self.loop, self.count, self.times = loop, 0, []
+
+    def __call__(self) -> None:
+        self.count += 1
+        self.times.append(time.monotonic())
+
+    def pump(self, timeout: float) -> None:
+        self.loop.dispatch(max(0.0, timeout))
+
+    def wait_for_more_than(self, n: int, timeout: float = WAIT) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.count <= n and time.monotonic() < deadline:
+            self.pump(deadline - time.monotonic())
+        return self.count > n
+
+    def settle(self, quiet: float = 0.3) -> int:
+        """Pump until no wake arrived for ``quiet`` seconds; return the count."""
+        while True:
+            seen = self.count
+            if not self.wait_for_more_than(seen, quiet):
+                return self.count
+
+
+@pytest.fixture
+def make_watcher(loop):
     watchers: list[ConfigWatcher] = []
 
     def make(*paths: str) -> tuple[ConfigWatcher, Wakes]:
-        wakes = Wakes()
-        watcher = ConfigWatcher([str(p) for p in paths], wakes)
+        wakes = Wakes(loop)
+        watcher = ConfigWatcher([str(p) for p in paths], wakes, loop)
         watcher.start()
+        assert watcher.backend == "inotify"
         watchers.append(watcher)
         return watcher, wakes
 
@@ -258,15 +284,14 @@ def test_burst_of_100_writes_in_one_second_gives_at_most_two_reloads(tmp_path, m
 
     thread = threading.Thread(target=writer)
     thread.start()
-    debouncer, reloads, applied = Debouncer(0.3, 1.0), 0, []
+    debouncer, reloads, applied, taken = Debouncer(0.3, 1.0), 0, [], 0
     quiet_until = time.monotonic() + WAIT
     while time.monotonic() < quiet_until:
         deadline = debouncer.deadline()
-        timeout = 0.5 if deadline is None else max(0.0, deadline - time.monotonic())
-        try:
-            debouncer.kick(wakes.times.get(timeout=timeout))
-        except queue.Empty:
-            pass
+        wakes.pump(0.5 if deadline is None else deadline - time.monotonic())
+        for at in wakes.times[taken:]:
+            debouncer.kick(at)
+        taken = len(wakes.times)
         if debouncer.take(time.monotonic()):
             if watcher.changed():
                 reloads += 1
@@ -286,21 +311,24 @@ def test_missing_directory_is_skipped_not_fatal(tmp_path, make_watcher):
     assert watcher.changed() == []  # absent at start, still absent
 
 
-def test_stop_joins_the_observer_threads(tmp_path):
+def test_one_descriptor_in_the_loop_and_no_thread(tmp_path, loop):
     write(tmp_path / "app.conf", "a\n")
-    before = set(threading.enumerate())
-    watcher = ConfigWatcher([str(tmp_path / "app.conf")], lambda: None)
+    before = threading.active_count()
+    watcher = ConfigWatcher([str(tmp_path / "app.conf")], lambda: None, loop)
     watcher.start()
-    assert watcher.running
+    assert watcher.running and watcher.backend == "inotify"
+    assert threading.active_count() == before, "the watcher must not start a thread"
+    [fd] = [key.fd for key in loop.selector.get_map().values() if key.fd != loop.wake_r]
+    assert fd == watcher.fileno()
+    assert os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify"
     watcher.stop()
     assert not watcher.running
-    deadline = time.monotonic() + WAIT
-    while set(threading.enumerate()) - before and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not (set(threading.enumerate()) - before)
+    assert fd not in loop.selector.get_map()
+    with pytest.raises(OSError):
+        os.fstat(fd)  # closed (nothing else opened meanwhile could have taken the number)
 
 
-def test_wake_raising_oserror_does_not_kill_the_observer(tmp_path, make_watcher):
+def test_wake_raising_oserror_does_not_stop_the_watching(tmp_path, loop):
     conf = tmp_path / "app.conf"
     write(conf, "a\n")
     calls = []
@@ -309,17 +337,17 @@ def test_wake_raising_oserror_does_not_kill_the_observer(tmp_path, make_watcher)
         calls.append(1)
         raise BlockingIOError("pipe full")
 
-    watcher = ConfigWatcher([str(conf)], wake)
+    watcher = ConfigWatcher([str(conf)], wake, loop)
     watcher.start()
     try:
         write(conf, "b\n")
         deadline = time.monotonic() + WAIT
         while not calls and time.monotonic() < deadline:
-            time.sleep(0.02)
+            loop.dispatch(0.1)
         count = len(calls)
         write(conf, "c\n")
         while len(calls) == count and time.monotonic() < deadline:
-            time.sleep(0.02)
+            loop.dispatch(0.1)
         assert len(calls) > count
     finally:
         watcher.stop()
@@ -374,3 +402,240 @@ def test_a_symlink_planted_in_a_users_directory_is_not_read_through(make_watcher
         assert change.kind == "unreadable" and "symbolic link" in change.detail
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+# ---- inotify itself: the editing styles of real tools, directories coming and going, the queue ----
+
+
+def test_vim_backup_write_with_its_4913_probe(tmp_path, make_watcher):
+    """vim's default write of a regular file: a '4913' probe file, the original renamed to the backup,
+    the new content written to a new inode and fsynced, the backup deleted."""
+    conf = tmp_path / "app.conf"
+    write(conf, "a = 1\n")
+    watcher, wakes = make_watcher(conf)
+
+    def edit(text: str):
+        fd = os.open(tmp_path / "4913", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.close(fd)
+        os.unlink(tmp_path / "4913")
+        os.rename(conf, tmp_path / "app.conf~")
+        with open(conf, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        shutil.copymode(tmp_path / "app.conf~", conf)
+        os.unlink(tmp_path / "app.conf~")
+
+    edit_and_expect(wakes, watcher, lambda: edit("a = 2\n"), [str(conf)])
+    edit_and_expect(wakes, watcher, lambda: edit("a = 3\n"), [str(conf)])  # the directory still watched
+
+
+def test_a_directory_deleted_and_recreated_is_noticed(tmp_path, make_watcher):
+    """Its watch dies with it (IN_IGNORED); its parent is watched for its name until it is back."""
+    confdir = tmp_path / "conf"
+    confdir.mkdir()
+    conf = confdir / "app.conf"
+    write(conf, "a = 1\n")
+    watcher, wakes = make_watcher(conf)
+    edit_and_expect(wakes, watcher, lambda: shutil.rmtree(confdir), [str(conf)])
+    assert str(confdir) in watcher.skipped and str(confdir) not in watcher.directories()
+
+    def recreate():
+        confdir.mkdir()
+        write(conf, "a = 2\n")
+
+    edit_and_expect(wakes, watcher, recreate, [str(conf)])
+    assert str(confdir) in watcher.directories() and not watcher.skipped
+    edit_and_expect(wakes, watcher, lambda: write(conf, "a = 3\n"), [str(conf)])  # the new one is watched
+
+
+def test_a_directory_that_appears_later_is_watched_from_then_on(tmp_path, make_watcher):
+    conf = tmp_path / "not" / "yet" / "app.conf"
+    watcher, wakes = make_watcher(conf)
+    assert watcher.skipped == (str(conf.parent),)
+    before = wakes.settle()
+    write(tmp_path / "unrelated", "x")  # the ancestor is watched for "not" only
+    assert not wakes.wait_for_more_than(before, timeout=0.3)
+
+    def appear():
+        conf.parent.mkdir(parents=True)
+        write(conf, "a = 1\n")
+
+    edit_and_expect(wakes, watcher, appear, [str(conf)])
+    edit_and_expect(wakes, watcher, lambda: write(conf, "a = 2\n"), [str(conf)])
+
+
+def record(wd: int, mask: int, name: bytes = b"", cookie: int = 0, pad: int = 16) -> bytes:
+    """One struct inotify_event as the kernel writes it: the name NUL-padded."""
+    padded = name + b"\0" * (-(len(name) + 1) % pad + 1) if name else b""
+    return struct.pack("iIII", wd, mask, cookie, len(padded)) + padded
+
+
+def test_the_parser_reads_the_kernels_records():
+    buffer = (record(1, inotify.IN_CREATE, b"app.conf") + record(1, inotify.IN_MOVED_FROM, b"a", cookie=7)
+              + record(2, inotify.IN_DELETE_SELF) + record(-1, inotify.IN_Q_OVERFLOW))
+    assert inotify.parse(buffer) == [inotify.Event(1, inotify.IN_CREATE, 0, "app.conf"),
+                                     inotify.Event(1, inotify.IN_MOVED_FROM, 7, "a"),
+                                     inotify.Event(2, inotify.IN_DELETE_SELF), inotify.Event(-1, inotify.IN_Q_OVERFLOW)]
+    assert inotify.parse(buffer[:-3]) == inotify.parse(buffer)[:3], "a truncated record is dropped, not guessed"
+    assert inotify.parse(record(1, inotify.IN_CREATE, "é.conf".encode())) == [inotify.Event(1, inotify.IN_CREATE, 0, "é.conf")]
+
+
+def test_a_queue_overflow_wakes_like_an_edit(tmp_path, make_watcher):
+    conf = tmp_path / "app.conf"
+    write(conf, "a = 1\n")
+    watcher, wakes = make_watcher(conf)
+    before, seen = wakes.settle(), watcher.events_seen
+    watcher._backend.deliver(inotify.parse(record(-1, inotify.IN_Q_OVERFLOW)))
+    assert wakes.count == before + 1 and watcher.events_seen == seen + 1
+    assert watcher.changed() == []  # the scan decides: nothing moved
+
+
+def test_ignored_wakes_for_our_watches_only(tmp_path, make_watcher):
+    conf = tmp_path / "app.conf"
+    write(conf, "a = 1\n")
+    watcher, wakes = make_watcher(conf)
+    before = wakes.settle()
+    [wd] = watcher.owners
+    watcher._backend.deliver([inotify.Event(wd + 1000, inotify.IN_IGNORED), inotify.Event(wd + 1000, inotify.IN_MODIFY, 0, "x")])
+    assert wakes.count == before, "a watch we removed (or never had) wakes nothing"
+    watcher._backend.deliver([inotify.Event(wd, inotify.IN_IGNORED)])
+    assert wakes.count == before + 1 and wd not in watcher.owners
+    watcher.changed()  # the scan adds the watch again
+    assert watcher.owners and str(tmp_path) in watcher.directories()
+    edit_and_expect(wakes, watcher, lambda: write(conf, "a = 2\n"), [str(conf)])
+
+
+def test_a_real_queue_overflow_is_survived(tmp_path, make_watcher):
+    """Fill the kernel's queue (fs.inotify.max_queued_events, left as it is) while the loop is not reading."""
+    limit = int(open("/proc/sys/fs/inotify/max_queued_events").read())
+    if limit > 50_000:
+        pytest.skip(f"max_queued_events is {limit}: too many files to fill it")
+    conf = tmp_path / "app.conf"
+    write(conf, "a = 1\n")
+    watcher, wakes = make_watcher(conf)
+    before, masks = wakes.settle(), []
+    deliver = watcher._backend.deliver
+    watcher._backend.deliver = lambda events: (masks.extend(e.mask for e in events), deliver(events))
+    for index in range(limit // 2 + 10):  # IN_CREATE and IN_CLOSE_WRITE each, never coalesced
+        os.close(os.open(f"{tmp_path}/n{index}", os.O_WRONLY | os.O_CREAT, 0o644))
+    write(conf, "a = 2\n")  # lost in the overflow: the scan finds it anyway
+    assert wakes.wait_for_more_than(before)
+    wakes.settle()
+    assert any(mask & inotify.IN_Q_OVERFLOW for mask in masks), "the queue did not overflow"
+    assert watcher.changed() == [str(conf)]
+    watcher.accept()
+    edit_and_expect(wakes, watcher, lambda: write(conf, "a = 3\n"), [str(conf)])
+
+
+def test_the_watch_limit_is_one_clear_line_and_leaves_nothing_open(tmp_path, loop, monkeypatch):
+    write(tmp_path / "app.conf", "a\n")
+
+    def full(self, path, mask):
+        raise OSError(errno.ENOSPC, f"inotify_add_watch {path}: {os.strerror(errno.ENOSPC)}")
+
+    monkeypatch.setattr(inotify.Inotify, "add_watch", full)
+    watcher = ConfigWatcher([str(tmp_path / "app.conf")], lambda: None, loop)
+    with pytest.raises(WatchError) as raised:
+        watcher.start()
+    message = str(raised.value)
+    assert "\n" not in message and str(tmp_path) in message and "max_user_watches" in message
+    assert not watcher.running and list(loop.selector.get_map()) == [loop.wake_r]
+
+
+def test_the_watch_limit_on_a_later_scan_still_compares_the_files(tmp_path, make_watcher, monkeypatch):
+    conf = tmp_path / "app.conf"
+    write(conf, "a = 1\n")
+    watcher, _ = make_watcher(conf)
+
+    def full(self, path, mask):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(inotify.Inotify, "add_watch", full)
+    write(conf, "a = 2\n")
+    assert watcher.changed() == [str(conf)]
+    assert "max_user_watches" in watcher.problem and "\n" not in watcher.problem
+    monkeypatch.undo()
+    watcher.accept()
+    assert watcher.changed() == [] and watcher.problem is None and str(tmp_path) in watcher.directories()
+
+
+def test_the_instance_limit_is_one_clear_line(tmp_path, loop, monkeypatch):
+    write(tmp_path / "app.conf", "a\n")
+
+    def no_more(self):
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    monkeypatch.setattr(inotify.Inotify, "__init__", no_more)
+    watcher = ConfigWatcher([str(tmp_path / "app.conf")], lambda: None, loop)
+    with pytest.raises(WatchError, match="max_user_instances") as raised:
+        watcher.start()
+    assert "\n" not in str(raised.value) and "Too many open files" in str(raised.value)
+
+
+def test_file_change_is_a_plain_value():
+    change = FileChange("/etc/a", "unreadable", "EACCES")
+    assert change == FileChange("/etc/a", "unreadable", "EACCES") != FileChange("/etc/a", "deleted")
+    assert hash(change) == hash(FileChange("/etc/a", "unreadable", "EACCES"))
+    assert repr(FileChange("/etc/a", "deleted")) == "FileChange(path='/etc/a', kind='deleted', detail='')"
+
+
+CHILD = """
+import os, sys, threading, time
+from supervisor.loop import Loop
+import supervisor.errors, supervisor.unix.safefs, supervisor.unix.userfiles  # the watcher's file layer
+before = set(sys.modules)
+from supervisor.unix.watch import ConfigWatcher
+class Front:
+    drivers = []
+    class faults:
+        @staticmethod
+        def internal(what, exc): raise exc
+loop, wakes = Loop(Front()), []
+conf = os.path.join(sys.argv[1], "app.conf")
+open(conf, "w").write("a = 1\\n")
+watcher = ConfigWatcher([conf], lambda: wakes.append(1), loop)
+watcher.start()
+open(conf, "w").write("a = 2\\n")
+deadline = time.monotonic() + 5
+while not wakes and time.monotonic() < deadline:
+    loop.dispatch(0.1)
+assert wakes and watcher.changed() == [conf], wakes
+heavy = sorted(m for m in set(sys.modules) - before
+               if m.split(".")[0] in ("watchdog", "threading", "dataclasses", "typing", "inspect", "hashlib", "asyncio"))
+print(watcher.backend, threading.active_count(), len(os.listdir("/proc/self/task")), heavy)
+"""
+
+
+def test_a_running_watcher_imports_no_watchdog_and_starts_no_thread(tmp_path):
+    out = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "inotify 1 1 []", "backend, threads, tasks, heavy modules imported"
+
+
+def test_falls_back_to_watchdog_without_inotify(tmp_path, loop, monkeypatch):
+    pytest.importorskip("watchdog")
+
+    def missing(self):
+        raise inotify.Unavailable(errno.ENOSYS, "no inotify in the C library")
+
+    monkeypatch.setattr(inotify.Inotify, "__init__", missing)
+    conf = tmp_path / "app.conf"
+    write(conf, "a = 1\n")
+    calls: list[int] = []
+    before = set(threading.enumerate())
+    watcher = ConfigWatcher([str(conf)], lambda: calls.append(1), loop)  # wake: from watchdog's thread
+    watcher.start()
+    try:
+        assert watcher.backend == "watchdog" and watcher.running
+        write(conf, "a = 2\n")
+        deadline = time.monotonic() + WAIT
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert calls and watcher.changed() == [str(conf)]
+    finally:
+        watcher.stop()
+    deadline = time.monotonic() + WAIT
+    while set(threading.enumerate()) - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not (set(threading.enumerate()) - before), "stop() joins watchdog's threads"
