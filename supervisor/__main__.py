@@ -1,5 +1,3 @@
-import sys
+from supervisor.cli import command
 
-from supervisor.cli import main
-
-sys.exit(main())
+command()

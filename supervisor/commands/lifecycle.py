@@ -21,6 +21,8 @@ from supervisor.observe import Observation, foreign_instance, observe
 from supervisor.unix import control, rundir
 from supervisor.unix.pidfile import AlreadyLocked, SupervisorLock, read_pidfile
 
+configuration.PARSE_APART = True  # these verbs fork supervisors: no tomllib in them (config.py)
+
 
 def load(context, args: list[str], verb: str) -> tuple[ServiceConfig, list[str]]:
     """The service named on the command line (these verbs take NAME and no options: the CLI's
