@@ -25,7 +25,8 @@ hub's /hub/health and alice's URL answer 200, plus 1 s. Recorded per trial:
 - whether alice's server kept its PID (the API's server state and a scan of our descendants agree,
   before and after); it must: the new hub re-adopts it from its database;
 - the hub's own restart, edit → reload_applied and /hub/health 200, and its outage, first failed
-  /hub/health → 200 again (polled every 10 ms by the main thread), for comparison; and, in the raw
+  /hub/health → 200 again (polled every 10 ms by the main thread), and the same from the last 200
+  before it (issue 15's "last 200 before → first 200 after"), for comparison; and, in the raw
   data only, the reload's validation (reload_requested → check_finished in the events file).
 
 The poll is load: on 2 cores, the requests (TLS handshake, proxy, user server) slow the check and
@@ -293,7 +294,7 @@ def reload_as_user(tree: Tree, i: int, out: dict) -> None:
         time.sleep(0.2)  # a few requests before the edit: the server answers, the poll runs
         t_edit = now_ns()
         tree.edit(i)
-        hub_fail = hub_back = None
+        hub_fail = hub_back = hub_last_ok = hub_recovered = None
         deadline = time.monotonic() + 120
         while True:
             events = tail.read()
@@ -303,6 +304,12 @@ def reload_as_user(tree: Tree, i: int, out: dict) -> None:
             code = health(tree.port)
             if code != 200 and hub_fail is None:
                 hub_fail = now_ns()
+            elif code == 200 and hub_fail is None:
+                hub_last_ok = now_ns()
+            if code != 200:
+                hub_recovered = None
+            elif hub_fail is not None and hub_recovered is None:
+                hub_recovered = now_ns()  # the first 200 of the final healthy stretch
             if code == 200 and "reload_applied" in events:
                 hub_back = now_ns()
                 break
@@ -314,6 +321,8 @@ def reload_as_user(tree: Tree, i: int, out: dict) -> None:
             out["check"] = (_stamp(events["check_finished"]) - _stamp(events["reload_requested"])) * 1000
         if hub_fail is not None:
             out["hub_down"] = (hub_back - hub_fail) / 1e6
+            if hub_last_ok is not None:  # issue 15's definition: last 200 before → first 200 after
+                out["hub_gap"] = (hub_recovered - hub_last_ok) / 1e6
         while not poller.last_ok():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{tree.mode}: {USER}'s server not answering 200 within 120 s of the edit")
@@ -398,4 +407,6 @@ def run(ctx) -> None:
             ctx.record("jh_user_hub_restart", tree.subject, [out["hub_restart"]])
             if "hub_down" in out:
                 ctx.record("jh_user_hub_down", tree.subject, [out["hub_down"]])
+            if "hub_gap" in out:
+                ctx.record("jh_user_hub_gap", tree.subject, [out["hub_gap"]])
             time.sleep(0.5)

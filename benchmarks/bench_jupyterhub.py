@@ -15,6 +15,10 @@ polled every 10 ms. Each trial, the two in alternating order:
   and a new `c.JupyterHub.template_vars`, atomically renamed into place) → `reload_applied` in the
   events file and 200; `svctl stop` wall (then no hub and no proxy left).
 
+During the reload /hub/health is polled every 10 ms from the edit on: the hub's outage is the last 200
+before the first failure → the first 200 after reload_applied (answer times), next to the bare stop and
+bare start of the same run (issue 15: outage ≤ bare stop + bare start + 300 ms).
+
 The reload's validation time comes from the events file (reload_requested → check_finished: the
 `jupyterhub --show-config` check svctl runs), and
 
@@ -291,6 +295,9 @@ def trial_svctl(ctx, hub: Hub, i: int, out: dict) -> None:
     os.rename(tmp, hub.config)
     events: dict[str, dict] = {}
     buf = b""
+    # /hub/health answers, for the hub's outage (issue 15): the last 200 before the first failure, and
+    # the first 200 of the final healthy stretch (reset by any later failure)
+    last_ok = first_fail = recovered = back = None
     deadline = time.monotonic() + 120
     while True:
         with open(hub.events, "rb") as handle:
@@ -308,14 +315,29 @@ def trial_svctl(ctx, hub: Hub, i: int, out: dict) -> None:
         if "reload_refused" in events or "rolled_back" in events:
             why = events.get("reload_refused") or events["rolled_back"]
             raise RuntimeError(f"the edit was not applied: {why}")
-        if "reload_applied" in events and hub.healthy():
+        ok = hub.healthy()
+        stamp = now_ns()
+        if not ok:
+            first_fail = first_fail or stamp
+            recovered = None
+        elif first_fail is None:
+            last_ok = stamp
+        elif recovered is None:
+            recovered = stamp
+        if ok and "reload_applied" in events:
+            back = stamp
             break
         if time.monotonic() > deadline:
             raise TimeoutError(f"edit not applied within 120 s (events: {sorted(events)})")
         time.sleep(POLL)
-    total = (now_ns() - t0) / 1e6
+    total = (back - t0) / 1e6
     out["reload_total"] = total
     ctx.record("jh_reload_total", "svctl", [total])
+    if first_fail is not None and last_ok is not None and recovered is not None:
+        out["outage"] = (recovered - last_ok) / 1e6
+        ctx.record("jh_reload_outage", "svctl", [out["outage"]])
+    else:
+        ctx.note(f"jupyterhub: reload {i}: no /hub/health outage seen (a 200 before the edit: {last_ok is not None})")
     if hub.service_pid() == before:
         ctx.note("jupyterhub: reload_applied but the hub PID did not change")
     if "check_finished" in events and "reload_requested" in events:

@@ -1,6 +1,7 @@
 """Scale and idle cost: 100 services under svctl (one supervisor each) and under one supervisord.
 
-1. start 100: svctl = 100 `svctl start` commands launched at once (as a parallel boot would);
+1. start 100: svctl = 100 `svctl start` commands launched at once (as a parallel boot would), each
+   for its own service, start_seconds = 0 (running = spawned and alive at the supervisor's next look);
    supervisord = `supervisorctl start all` (autostart=false, startsecs=0). Two figures each: until
    every child has written its marker, and until the control command(s) returned.
 2. idle: with everything up, sample CPU time, context switches (all threads), RSS and PSS of the
@@ -163,10 +164,12 @@ def run(ctx) -> None:
         svc = ctx.keep(Svctl("svctl100"))
         sv_m, sv_v = MarkerDir(root / "svctl100"), MarkerDir(root / "svctl100-victim")
         for name in names():
-            svc.define(name, marker_command((sv_v if name == VICTIM else sv_m).path), stop="TERM/5/KILL/1")
+            # start_seconds = 0: running when spawned and alive at the next look (supervisord's startsecs=0)
+            svc.define(name, marker_command((sv_v if name == VICTIM else sv_m).path), stop="TERM/5/KILL/1",
+                       start_seconds=0)
         svc1 = ctx.keep(Svctl("svctl1"))
         sv1_m = svc1.markers("one")
-        svc1.define("one", marker_command(sv1_m.path), stop="TERM/5/KILL/1")
+        svc1.define("one", marker_command(sv1_m.path), stop="TERM/5/KILL/1", start_seconds=0)
         wall, rc, out = svc1.start("one")
         if rc != 0:
             ctx.note(f"scale: svctl start one exited {rc}: {out.strip()[-200:]}")

@@ -1,6 +1,7 @@
 """start → running and start → ready: wall time of the start command until it returns.
 
-svctl: `svctl start` with start_seconds = 0.2 (alive that long counts as running) and, for
+svctl: `svctl start` with start_seconds = 0 (spawned and alive at the supervisor's next look counts
+as running: the meaning of supervisord's startsecs=0, so the two are timed to the same point) and, for
 "ready", a `tcp://[::1]:PORT` probe against listener.py (a Python child that listens at once).
 Peers, for reference: `start-stop-daemon --start --background` (returns after forking; waits for
 nothing) and `supervisorctl start` (startsecs=0: returns when supervisord's loop marks RUNNING).
@@ -61,7 +62,7 @@ def run(ctx) -> None:
     if ctx.svctl_ok:
         svc = ctx.keep(Svctl())
         markers = svc.markers("svc")
-        svc.define("svc", marker_command(markers.path), stop="TERM/5/KILL/1", start_seconds=0.2)
+        svc.define("svc", marker_command(markers.path), stop="TERM/5/KILL/1", start_seconds=0)
         rmarkers = svc.markers("ready")
         svc.define(
             "ready",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import report_light
 import report_up
 from harness import dump_json, quantile
 
@@ -58,6 +59,10 @@ METRICS: dict[str, tuple[str, str | None, list[str]]] = {
         ["svctl status", "svctl list --json", "svctl status, 5 never started", "supervisorctl status",
          "venv python -c pass"],
     ),
+    "status_pip": ("status wall, non-editable pip install in a fresh venv", "pip venv python -c pass",
+                   ["svctl (pip install)", "pip venv python -c pass"]),
+    "status_deb": ("status wall, the .deb's wrapper (/usr/bin/python3 -I)", "python3 -I -c pass",
+                   ["svctl (.deb wrapper)", "python3 -I -c pass"]),
     "start100": ("start 100 services (all markers written)", None, ["svctl", "svctl up", "supervisord"]),
     "start100_cmd": ("start 100 services (control commands return)", None, ["svctl", "supervisord"]),
     "reload": ("config edit → reload applied, overhead", None, ["svctl"]),
@@ -85,6 +90,11 @@ METRICS: dict[str, tuple[str, str | None, list[str]]] = {
         "jh_start:bare hub",
         ["svctl"],
     ),
+    "jh_reload_outage": (
+        "JupyterHub config edit: hub's outage, last 200 before → first 200 after (/hub/health)",
+        None,
+        ["svctl"],
+    ),
     "jh_stop": (
         "JupyterHub stop (svctl: `svctl stop` wall; bare: SIGTERM → hub and proxy gone)",
         None,
@@ -98,6 +108,11 @@ METRICS: dict[str, tuple[str, str | None, list[str]]] = {
     ),
     "jh_user_hub_down": (
         "JupyterHub reload, same trials: hub's outage, first failed /hub/health → 200",
+        None,
+        DISRUPTION_SUBJECTS,
+    ),
+    "jh_user_hub_gap": (
+        "JupyterHub reload, same trials: hub's outage, last 200 before → first 200 after",
         None,
         DISRUPTION_SUBJECTS,
     ),
@@ -387,6 +402,7 @@ def targets(data) -> list[tuple[str, str, str]]:
             verdict(None if rl is None else rl <= 300),
         )
     )
+    out += report_light.targets(data)  # issue 15: start, start 100, PSS, installed status, reload outage
     out += jupyterhub_targets(data)
     out += disruption_targets(data)
     soak = data["extra"].get("soak")
@@ -560,6 +576,7 @@ def write(data, out: Path) -> str:
     lines += [f"- {text}" for text in HOW_TO_READ]
     if up:
         lines.append(f"- {report_up.HOW_TO_READ}")
+    lines.append(f"- {report_light.HOW_TO_READ}")
     for note in data.get("notes") or []:
         lines.append(f"- note: {note}")
     for name, err in (data.get("errors") or {}).items():

@@ -26,7 +26,7 @@ import harness  # noqa: E402
 from harness import BENCH_DIR, Reaper, dump_json, kill_tree, machine_info, set_subreaper, summary, tmpdir  # noqa: E402
 
 # Order matters a little: the idle/scale run is long-lived, the soak comes last.
-MODULES = ["respawn", "stop", "overshoot", "lateness", "start", "status", "status_all", "scale", "reload", "liveness",
+MODULES = ["respawn", "stop", "overshoot", "lateness", "start", "status", "status_all", "light", "scale", "reload", "liveness",
            "jupyterhub", "disruption", "soak"]
 
 
