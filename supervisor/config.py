@@ -188,53 +188,15 @@ PARSE_APART = False
 
 def parse_toml(path: str, raw: bytes) -> dict:
     if PARSE_APART:
-        data = _parse_in_child(path, raw)
-        if data is not None:
-            return data
+        from supervisor.unix.apart import ApartFailed, run_apart
+
+        try:  # a TOML date, which JSON does not carry, fails there: parsed here then
+            data = run_apart(_parse, path, raw, passes=(ConfigError,))
+            if isinstance(data, dict):
+                return data
+        except ApartFailed:
+            pass
     return _parse(path, raw)
-
-
-def _parse_in_child(path: str, raw: bytes) -> dict | None:
-    """parse_toml's result from a forked child, over a pipe as JSON; None when it can't say
-    (a TOML date, which JSON does not carry, or the child failed): then parse here instead."""
-    from supervisor import jsontext
-
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:
-        os.close(read_end)
-        try:
-            try:
-                answer = {"data": _parse(path, raw)}
-            except ConfigError as exc:
-                answer = {"error": str(exc)}
-            text = jsontext.dumps(answer, default=_not_json)
-        except BaseException:  # a date, or anything else: the parent parses itself
-            text = "{}"
-        try:
-            view = memoryview(text.encode())
-            while view:
-                view = view[os.write(write_end, view):]
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    chunks = []
-    while chunk := os.read(read_end, 1 << 16):
-        chunks.append(chunk)
-    os.close(read_end)
-    os.waitpid(child, 0)
-    try:
-        answer = jsontext.loads(b"".join(chunks))
-    except ValueError:
-        return None
-    if isinstance(answer, dict) and isinstance(answer.get("error"), str):
-        raise ConfigError(answer["error"])
-    data = answer.get("data") if isinstance(answer, dict) else None
-    return data if isinstance(data, dict) else None
-
-
-def _not_json(value):
-    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def _parse(path: str, raw: bytes) -> dict:

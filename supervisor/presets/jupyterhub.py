@@ -9,16 +9,24 @@ from __future__ import annotations
 from supervisor.presets import Preset
 
 
+def _before_start(config) -> tuple[list[str], str | None]:
+    from supervisor.jupyterhub.preset import before_start
+
+    return before_start(config)
+
+
 class JupyterHubPreset(Preset):
     name = "jupyterhub"
     scaffolds = True
 
     def before_start(self, config) -> tuple[list[str], str | None]:
         """The orphaned proxy a crashed hub left behind is stopped; another hub holding the hub's
-        ports refuses the start (supervisor/jupyterhub/preset.py)."""
-        from supervisor.jupyterhub.preset import before_start
+        ports refuses the start (supervisor/jupyterhub/preset.py). In a child (unix/apart.py): it
+        needs psutil and the config parser (ast), which the hub's supervisor would keep for good."""
+        from supervisor.unix.apart import run_apart
 
-        return before_start(config)
+        lines, refusal = run_apart(_before_start, config)
+        return list(lines), refusal
 
     def keeps_escapee(self, pid: int) -> bool:
         """Users' servers outlive a hub restart (svctl's config has ``cleanup_servers = False``):

@@ -23,7 +23,7 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin   # Debian's python3, not a venv's or 
 APT="apt-get -o DPkg::Lock::Timeout=300 -q -y"
 NAME=svctl-ci
 POLICY=/usr/sbin/policy-rc.d
-RUNTIME_DEPS="python3-daemon python3-lockfile python3-psutil python3-structlog python3-watchdog"
+RUNTIME_DEPS="python3-daemon python3-lockfile python3-psutil python3-watchdog"
 passed=0
 failed=0
 created_policy=0
