@@ -38,7 +38,7 @@ STATUS = COMMON | {"supervisor.commands.status", "supervisor.unix.logcapture"}
 STOP = COMMON | {"supervisor.commands.lifecycle", "supervisor.commands.cascade", "supervisor.commands.stop",
                "supervisor.depgraph", "supervisor.unix.control"}
 START = STOP | {"supervisor.launch", "supervisor.core.record", "supervisor.core.events", "supervisor.unix.spawn",
-                "supervisor.unix.envfile", "supervisor.core.envfile"}
+                "supervisor.unix.envfile", "supervisor.core.envfile", "supervisor.unix.apart"}
 RUNNING = START | {
     "supervisor.runtime", "supervisor.driver", "supervisor.loop", "supervisor.clients", "supervisor.adoption",
     "supervisor.faults", "supervisor.log", "supervisor.presets.base", "supervisor.reloader",
