@@ -10,7 +10,7 @@
    with the interpreter start each pays:
    - pip: `python -m venv` (the bench venv's base interpreter) in a temp dir, then the runtime deps
      of setup.cfg and a NON-editable `pip install --no-deps --no-build-isolation` of a copy of the
-     work tree (pyproject.toml, setup.cfg, README.md, supervisor/: the repo itself is not built in,
+     work tree (pyproject.toml, setup.cfg, README.md, bin/, supervisor/: the repo itself is not built in,
      pip would leave build/ and *.egg-info there); `VENV/bin/svctl ... status NAME` against
      `VENV/bin/python -c pass`.
    - .deb: packaging/debian/wrapper/svctl (`#!/usr/bin/python3 -I`, the package on sys.path[0]) with
@@ -141,6 +141,7 @@ def pip_venv(ctx) -> Path | None:
     for name in ("pyproject.toml", "setup.cfg", "README.md"):
         shutil.copy2(REPO / name, src / name)
     shutil.copytree(REPO / "supervisor", src / "supervisor", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(REPO / "bin", src / "bin")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PIP_REQUIRE_VIRTUALENV")}
     steps = [
         [base_python(), "-m", "venv", str(venv)],

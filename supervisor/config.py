@@ -12,8 +12,8 @@ non-blocking (a FIFO must not hang `svctl`), and judged by fstat of that fd.
 from __future__ import annotations
 
 import os
-from collections import namedtuple
 
+from supervisor.core.record import Record
 from supervisor.core.schedule import MAX_SECONDS, ScheduleError, format_schedule, parse_schedule
 from supervisor.core.signals import parse_signal
 from supervisor import config_values as v
@@ -37,8 +37,8 @@ MAX_DESCRIPTION = 4096  # characters
 DEFAULT_STOP = parse_schedule("TERM/30/KILL/5")
 
 
-# field name -> default; `name`, `path` and `command` have none. A namedtuple, not a dataclass,
-# because `svctl status` must not pay for importing dataclasses (inspect) or typing.
+# field name -> default; `name`, `path` and `command` have none. A record (core/record.py), not a
+# namedtuple or a dataclass: `svctl status` must not pay for importing collections or dataclasses.
 FIELDS: dict = {
     "name": None, "path": None,  # the service name and the TOML file it came from
     "command": None,  # tuple[str, ...]
@@ -58,10 +58,11 @@ FIELDS: dict = {
 }
 
 
-class ServiceConfig(namedtuple("ServiceConfig", FIELDS, defaults=list(FIELDS.values())[3:])):
+class ServiceConfig(Record):
     """One validated service definition (immutable)."""
 
-    __slots__ = ()
+    __slots__ = tuple(FIELDS)
+    defaults = dict(list(FIELDS.items())[3:])
 
     @property
     def env(self) -> dict[str, str]:

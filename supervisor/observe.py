@@ -9,20 +9,21 @@ nothing here signals anything.
 from __future__ import annotations
 
 import os
-from collections import namedtuple
 
 from supervisor.config import ServiceConfig
+from supervisor.core.record import Record
 from supervisor.unix import rundir
 from supervisor.unix.identity import Identity, verify
 from supervisor.unix.pidfile import lock_held, read_pidfile
 
 
-class Observation(namedtuple("Observation", "pidfile state state_problem supervisor service directory pidfile_alive "
-                             "starting", defaults=(True, False))):
+class Observation(Record):
     """pidfile: PidfileRead; state: dict | None (state.json) and why it was refused; supervisor and
     service: Identity of each if verified alive, else None; directory: the run directory."""
 
-    __slots__ = ()
+    __slots__ = ("pidfile", "state", "state_problem", "supervisor", "service", "directory", "pidfile_alive",
+                 "starting")
+    defaults = {"pidfile_alive": True, "starting": False}
 
     @property
     def machine(self) -> dict:

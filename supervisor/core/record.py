@@ -16,8 +16,8 @@ AttributeError) on assignment or deletion. ``Factory(dict)`` as a default is
 ``field(default_factory=dict)``; ``class StopRun(Record, frozen=False)`` is a mutable record, like
 a dataclass without frozen=True (assignable, unhashable).
 
-Creating a class costs a few microseconds: a record class's ``__init__`` is compiled on its first
-construction, its ``__eq__`` and ``__hash__`` on their first use (~0.1 ms each, once; most classes
+Creating a class costs a few microseconds: a record class's ``__init__`` binds its arguments
+generically for its first few constructions and is compiled on the next one, its ``__eq__`` and ``__hash__`` on their first use (~0.1 ms each, once; most classes
 of a run are never built, fewer compared), and records of the same shape share the compiled code.
 They are then as fast as a dataclass's (``__init__`` faster: it sets the slots directly).
 """
@@ -93,7 +93,8 @@ class Record:
         cls._fields = cls.__match_args__ = fields
         cls._defaults, cls._frozen = defaults, frozen
         # compiled for this class when first used (never a parent's: those compare the parent's fields)
-        cls.__init__, cls.__eq__, cls.__hash__ = _compile_then_init, _compile_then_eq, _compile_then_hash
+        cls.__init__, cls.__eq__, cls.__hash__ = _warm_up_init, _compile_then_eq, _compile_then_hash
+        cls._built = 0
         if not frozen:
             cls.__setattr__, cls.__delattr__, cls.__hash__ = object.__setattr__, object.__delattr__, None
 
@@ -109,6 +110,37 @@ class Record:
 
     def __delattr__(self, name: str) -> None:
         raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+WARM_UP = 8  # constructions of a class before its own __init__ is compiled
+
+
+def _warm_up_init(self, *args, **kwargs) -> None:
+    """A record class's first constructions: the fields bound here, without compiling anything.
+    Most record classes are built a few times per process (a service's config, an observation):
+    compiling their __init__ (0.2-1 ms for the config's 50 fields) would cost `svctl status` more
+    than building them. A class built WARM_UP times (the events) gets its compiled __init__; so
+    does any call this cannot bind (a missing or unknown argument), for the dataclass's own error."""
+    cls = type(self)
+    cls._built += 1
+    fields, defaults = cls._fields, cls._defaults
+    if cls._built > WARM_UP or len(args) > len(fields):
+        return _compile_then_init(self, *args, **kwargs)
+    values = dict(zip(fields, args))
+    for name, value in kwargs.items():
+        if name in values or name not in defaults and name not in fields:
+            return _compile_then_init(self, *args, **kwargs)
+        values[name] = value
+    for name in fields:
+        if name in values:
+            value = values[name]
+        elif name in defaults:
+            value = defaults[name]
+            if isinstance(value, Factory):
+                value = value.make()
+        else:
+            return _compile_then_init(self, *args, **kwargs)
+        object.__setattr__(self, name, value)
 
 
 def _compile_then_init(self, *args, **kwargs) -> None:

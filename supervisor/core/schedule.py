@@ -11,33 +11,35 @@ schedule must end with a timeout, so that every stop has an observed outcome.
 
 from __future__ import annotations
 
-from collections import namedtuple
-
+from supervisor.core.record import Record
 from supervisor.core.signals import parse_signal, signal_name
 
 
-# Plain namedtuples: `svctl status` imports this module and must start in a few milliseconds;
-# dataclasses would pull in inspect and typing.NamedTuple the typing module. The `kind` field keeps
-# Send(9) != Wait(9) under tuple equality.
-class Send(namedtuple("Send", "signal kind", defaults=("send",))):
+# Records (core/record.py), not namedtuples or dataclasses: `svctl status` imports this module and
+# must start in a few milliseconds (collections, or dataclasses with inspect and typing, cost more
+# than the rest of its imports). `kind` names the step in what status and the events show.
+class Send(Record):
     """Send this signal (int) to what is left of the service."""
 
-    __slots__ = ()
+    __slots__ = ("signal", "kind")
+    defaults = {"kind": "send"}
 
 
-class Wait(namedtuple("Wait", "seconds kind", defaults=("wait",))):
+class Wait(Record):
     """Wait up to this many seconds (float) for the service to be gone."""
 
-    __slots__ = ()
+    __slots__ = ("seconds", "kind")
+    defaults = {"kind": "wait"}
 
 
 Step = Send | Wait
 
 
-class Schedule(namedtuple("Schedule", "steps repeat_from", defaults=(None,))):
+class Schedule(Record):
     """steps: tuple[Step, ...]; repeat_from: index of the first step after ``forever``, or None."""
 
-    __slots__ = ()
+    __slots__ = ("steps", "repeat_from")
+    defaults = {"repeat_from": None}
 
     def step_after(self, index: int) -> int | None:
         """Index of the step that follows ``index``, or None when the schedule is exhausted."""

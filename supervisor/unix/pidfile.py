@@ -23,17 +23,18 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections import namedtuple
 
+from supervisor.core.record import Record
 from supervisor.errors import Exit, SvctlError
 from supervisor.unix import safefs
 from supervisor.unix.trust import insecure_reason
 
 
-class PidfileRead(namedtuple("PidfileRead", "kind pid reason", defaults=(None, ""))):
+class PidfileRead(Record):
     """kind: missing | ok | garbage | insecure | unreadable; pid when ok; reason when not."""
 
-    __slots__ = ()
+    __slots__ = ("kind", "pid", "reason")
+    defaults = {"pid": None, "reason": ""}
 
 
 def parse_pid(text: bytes) -> int | None:

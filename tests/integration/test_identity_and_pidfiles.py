@@ -13,7 +13,7 @@ import pytest
 from conftest import IS_ROOT, poll_until
 from supervisor.unix.identity import (Identity, boot_id, identify, monotonic_start, process_group_alive,
                                       seconds_since_start, verify)
-from supervisor.unix.pidfile import AlreadyLocked, SupervisorLock, read_pidfile
+from supervisor.unix.pidfile import AlreadyLocked, PidfileRead, SupervisorLock, read_pidfile
 
 
 @pytest.fixture
@@ -145,7 +145,7 @@ def test_the_lock_is_exclusive_and_dies_with_its_holder_whatever_happens_to_the_
     lock = SupervisorLock.acquire(str(run), path)
     assert not os.path.exists(path), "no PID file until the supervisor writes one, never an empty one"
     lock.write(4242)
-    assert read_pidfile(path) == ("ok", 4242, "")
+    assert read_pidfile(path) == PidfileRead("ok", 4242, "")
     assert oct(os.stat(path).st_mode & 0o777) == "0o644"
     os.unlink(path)  # start-stop-daemon --remove-pidfile, an operator's rm
     with pytest.raises(AlreadyLocked):

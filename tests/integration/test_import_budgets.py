@@ -31,7 +31,8 @@ LEAN = {"re", "enum", "json", "subprocess", "threading", "selectors", "daemon", 
 
 COMMON = {"supervisor", "supervisor.cli", "supervisor.errors", "supervisor.names", "supervisor.commands",
           "supervisor.config", "supervisor.config_values", "supervisor.settings", "supervisor.presets",
-          "supervisor.core", "supervisor.core.schedule", "supervisor.core.signals", "supervisor.jsontext",
+          "supervisor.core", "supervisor.core.record", "supervisor.core.schedule", "supervisor.core.signals",
+          "supervisor.jsontext",
           "supervisor.unix", "supervisor.unix.trust", "supervisor.unix.trustchain", "supervisor.unix.safefs",
           "supervisor.unix.rundir", "supervisor.unix.identity", "supervisor.unix.pidfile", "supervisor.observe"}
 STATUS = COMMON | {"supervisor.commands.status", "supervisor.unix.logcapture"}
