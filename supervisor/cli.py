@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from supervisor.errors import Exit, SvctlError
+from supervisor.errors import Exit, Status, SvctlError
 
 GLOBALS = "svctl [--config-dir DIR] [--run-dir DIR]"
 USAGE = (
@@ -353,6 +353,8 @@ def command() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     code = None
+    if sys.stdout is None:  # `svctl status NAME >&-` (a cron job): nothing to print to, the code still tells
+        sys.stdout = open(os.devnull, "w")
     try:
         code = run(argv)
         sys.stdout.flush()  # a closed pipe shows here, not as "Exception ignored" at exit
@@ -366,6 +368,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _complain("svctl: interrupted")
         return 130
+    except OSError as exc:  # writing what the verb printed failed: a full disk, a terminal gone
+        if not _output_failed(exc):
+            raise
+        silence_stdout()
+        _complain(f"svctl: cannot write the output: {exc.strerror or exc}")
+        if code is not None:
+            return code  # the verb is done; only its words were lost
+        return Status.UNKNOWN if "status" in argv else Exit.FAILED
+
+
+def _output_failed(exc: OSError) -> bool:
+    """Whether EXC is what writing to stdout gives when it can't (a full disk, a terminal gone):
+    one line then, never a traceback; any other OSError is a bug to see."""
+    import errno
+
+    return exc.errno in (errno.ENOSPC, errno.EIO, errno.EBADF, errno.EDQUOT, errno.EFBIG)
 
 
 def _complain(line: str) -> None:

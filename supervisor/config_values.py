@@ -99,6 +99,8 @@ def ready_url(value: str, fail) -> str:
         raise fail(f"{value!r}: {exc} (IPv6 literals go in brackets: tcp://[::1]:9443)") from None
     if not parts.hostname or (value.startswith("tcp://") and port is None):
         raise fail(f"{value!r} needs a host and, for tcp://, a port")
+    if "]" in parts.netloc and parts.netloc.partition("]")[2][:1] not in ("", ":"):
+        raise fail(f"{shown(value)}: nothing may follow the bracketed address but :PORT")
     if "@" in parts.netloc:  # the probe sends no credentials: a user:password@ would be silently dropped
         raise fail("user information (user:password@) is not supported (no auth: the probe sends no "
                    "credentials); a token in the query string is sent (?token=...)")

@@ -49,6 +49,11 @@ if _make_scanner is not None:
             value, end = _scan(text, start)
         except StopIteration as stop:  # nothing that starts a value at START
             raise ValueError(f"Expecting value: char {stop.value}") from None
+        except SystemError:
+            # The scanner raises json.decoder.JSONDecodeError, which it looks up among the
+            # modules already imported: without json, a syntax error is a SystemError ("error
+            # return without exception set"). It is still a syntax error.
+            raise ValueError("not valid JSON") from None
         if text[end:].strip(_WHITESPACE):
             raise ValueError(f"Extra data: char {end}")
         return value

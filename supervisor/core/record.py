@@ -126,7 +126,7 @@ def _warm_up_init(self, *args, **kwargs) -> None:
     fields, defaults = cls._fields, cls._defaults
     if cls._built > WARM_UP or len(args) > len(fields):
         return _compile_then_init(self, *args, **kwargs)
-    values = dict(zip(fields, args))
+    values = dict(zip(fields, args, strict=False))  # fewer args than fields: the rest by keyword
     for name, value in kwargs.items():
         if name in values or name not in defaults and name not in fields:
             return _compile_then_init(self, *args, **kwargs)

@@ -45,7 +45,7 @@ def run_apart(function, *args, passes: tuple[type[Exception], ...] = ()):
         _reap(child)
     try:
         answer = jsontext.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # none, or cut short (the child was killed mid-write)
         raise ApartFailed("the child sent no answer") from None
     if not isinstance(answer, dict):
         raise ApartFailed("the child's answer is not an object")

@@ -64,7 +64,7 @@ def tcp_address(url: str) -> tuple[bytes, int]:
     netloc = url[len("tcp://"):].split("/", 1)[0].split("?", 1)[0]
     if netloc.startswith("["):
         host, _, rest = netloc[1:].partition("]")
-        port = rest[1:]
+        port = rest.partition(":")[2]  # as urlsplit reads it
     else:
         host, _, port = netloc.rpartition(":")
     return host.lower().encode("ascii"), int(port)

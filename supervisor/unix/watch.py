@@ -23,8 +23,8 @@ Design (docs/reload.md):
   user plants at the path (a FIFO, a symlink to a root file) is "unreadable", never a hang.
 
 watchdog is only the fallback when there is no inotify (ctypes finds no ``inotify_init1``, or the
-kernel says ENOSYS), imported then in ``start()`` (~7 MB PSS, ~25 ms, three threads that call
-``wake()``). From watchdog 2.2.1 (Debian 12) to 7.x: observers only call ``handler.dispatch(event)``.
+kernel says ENOSYS): supervisor/unix/watch_fallback.py, imported then in ``start()`` (~7 MB PSS,
+~25 ms, three threads that call ``wake()``).
 """
 
 from __future__ import annotations
@@ -46,9 +46,6 @@ except ImportError:
     except ImportError:  # a build without the built-in hashes
         from hashlib import sha256 as _sha256
 
-# Events that can mean new content. Not "opened"/"closed_no_write"/access: reading the file (our own
-# changed(), the check command, sed's first pass) would otherwise wake us forever.
-RELEVANT_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed", "attrib"})  # watchdog's
 _MAX_SYMLINK_HOPS = 40  # same limit as the kernel's ELOOP
 WATCHED_LIMIT = 16 << 20  # a config file bigger than this is refused, never silently truncated
 DRAIN_READS = 16  # reads of the inotify queue per wake-up (1 MiB): then the loop's other descriptors
@@ -139,7 +136,9 @@ def watch_directories(path: str) -> list[str]:
     The path's own directory (where a rename or a symlink swap lands), then, hop by hop through the
     symlink chain, the directory of each link target, and finally the directory of the resolved
     file. ``/etc/cfg/app.conf -> ..data/app.conf`` with ``..data -> ..2024_01`` gives
-    ``/etc/cfg`` and ``/etc/cfg/..2024_01``.
+    ``/etc/cfg`` and ``/etc/cfg/..2024_01``. Last, the directory holding each symlinked directory
+    on those paths: a deploy's ``ln -sfn releases/v2 current`` (or a user who turns a directory
+    of theirs into a link) renames an entry there, and nowhere else.
     """
     seen: list[str] = []
 
@@ -158,7 +157,25 @@ def watch_directories(path: str) -> list[str]:
         current = os.path.normpath(os.path.join(os.path.dirname(current), target))
         add(os.path.dirname(current))
     add(os.path.dirname(os.path.realpath(path)))
+    for directory in list(seen):
+        for holder in _link_holders(directory):
+            add(holder)
     return seen
+
+
+def _link_holders(directory: str) -> list[str]:
+    """The directories that hold a symlink met on the way to DIRECTORY (followed, hop by hop)."""
+    holders: list[str] = []
+    current = "/"
+    for part in directory.strip("/").split("/"):
+        if not part:
+            continue
+        candidate = os.path.join(current, part)
+        if os.path.islink(candidate):
+            holders.append(current)
+            candidate = os.path.realpath(candidate)
+        current = candidate
+    return holders
 
 
 def nearest_existing(directory: str) -> tuple[str, str]:
@@ -167,61 +184,6 @@ def nearest_existing(directory: str) -> tuple[str, str]:
     while parent != os.path.dirname(parent) and not os.path.isdir(parent):
         child, parent = os.path.basename(parent), os.path.dirname(parent)
     return parent, child
-
-
-class _WatchdogHandler:
-    """Runs in the observer thread (with the observer's lock held): filter, then wake. Nothing else."""
-    def __init__(self, directory: str, watcher: ConfigWatcher) -> None:
-        self.directory, self.watcher = directory, watcher
-
-    def dispatch(self, event) -> None:
-        kind = event.event_type
-        source = os.path.normpath(os.fsdecode(event.src_path))
-        if kind not in RELEVANT_EVENTS or (kind == "modified" and source == self.directory):
-            return  # (the directory's own mtime: always paired with an event for the entry itself)
-        target = os.path.normpath(os.fsdecode(event.dest_path)) if kind == "moved" and event.dest_path else ""
-        if target and os.path.dirname(target) == self.directory:
-            name, appeared = os.path.basename(target), True
-        else:
-            name, appeared = (None if source == self.directory else os.path.basename(source)), kind == "created"
-        if self.watcher.notice(self.directory, name, appeared):
-            self.watcher.woken(1)
-
-
-class _WatchdogBackend:
-    """The fallback without inotify: one watchdog Observer (threads); keys are the directories."""
-
-    name = "watchdog"
-
-    def __init__(self, watcher: ConfigWatcher) -> None:
-        from watchdog.observers import Observer  # heavy: only here (see the module docstring)
-
-        self.watcher, self.scheduled, self.observer = watcher, {}, Observer()
-        self.observer.daemon = True
-        self.observer.start()
-
-    running = property(lambda self: self.observer.is_alive())
-    fileno = staticmethod(lambda: None)  # threads, no descriptor in the loop
-
-    def add(self, directory: str) -> str:
-        if directory not in self.scheduled:  # scheduling twice would add a second handler
-            handler = _WatchdogHandler(directory, self.watcher)
-            self.scheduled[directory] = self.observer.schedule(handler, directory, recursive=False)
-        return directory
-
-    def remove(self, directory: str) -> None:
-        watch = self.scheduled.pop(directory, None)
-        try:
-            self.observer.unschedule(watch)
-        except (KeyError, OSError):
-            pass
-
-    def close(self) -> None:
-        """Stop the observer and wait for its threads (bounded by watchdog's 1 s poll timeout)."""
-        self.scheduled.clear()
-        self.observer.stop()
-        if self.observer.is_alive():
-            self.observer.join(timeout=5)
 
 
 class ConfigWatcher:
@@ -261,7 +223,9 @@ class ConfigWatcher:
         try:
             self._backend = inotify.Backend(self, self._loop, DRAIN_READS)
         except inotify.Unavailable:
-            self._backend = _WatchdogBackend(self)
+            from supervisor.unix.watch_fallback import WatchdogBackend
+
+            self._backend = WatchdogBackend(self)
         except OSError as exc:  # EMFILE: fs.inotify.max_user_instances
             raise _watch_error(os.path.dirname(self.paths[0]), exc) from exc
         try:

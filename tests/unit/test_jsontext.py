@@ -68,3 +68,15 @@ def test_imports_neither_json_nor_re():
     out = subprocess.run([sys.executable, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r}); {code}"],
                          capture_output=True, text=True, check=True, cwd="/")
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("text", ['{"state": "runn', '{"a" 1}', '{"a": "\\x"}', "[1, 2"])
+def test_garbage_is_a_value_error_in_a_process_without_json(text):
+    """The C scanner looks JSONDecodeError up in json.decoder if imported, else fails without an
+    exception set (SystemError): both must be a ValueError, the only thing the readers catch."""
+    code = ("import sys; sys.path.insert(0, sys.argv[2]); from supervisor import jsontext\n"
+            "try:\n    jsontext.loads(sys.argv[1])\nexcept ValueError:\n    print('ValueError')\n"
+            "print('json' in sys.modules)")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code, text, str(Path(__file__).resolve().parents[2])],
+                         capture_output=True, text=True, cwd="/")
+    assert out.stdout.split() == ["ValueError", "False"], out.stdout + out.stderr
