@@ -21,13 +21,14 @@ from supervisor.observe import Observation, foreign_instance, observe
 from supervisor.unix import control, rundir
 from supervisor.unix.pidfile import AlreadyLocked, SupervisorLock, read_pidfile
 
-configuration.PARSE_APART = True  # these verbs fork supervisors: no tomllib in them (config.py)
-
 
 def load(context, args: list[str], verb: str) -> tuple[ServiceConfig, list[str]]:
     """The service named on the command line (these verbs take NAME and no options: the CLI's
     parser has refused anything else with exit 2), and the arguments after it."""
     name = validate_name(options_for(context, verb, args).name)
+    # these verbs fork per-service supervisors, which would keep tomllib for good: parse apart
+    # (config.py). Not `svctl up`: one process for every service parses them all itself.
+    configuration.PARSE_APART = True
     state, _ = rundir.read_state(rundir.service_dir(context.run_dir, name))  # unchanged file: no TOML parse
     return configuration.load(name, context.config_dir, state=state), args[1:]
 
