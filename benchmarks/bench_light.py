@@ -141,7 +141,8 @@ def pip_venv(ctx) -> Path | None:
     for name in ("pyproject.toml", "setup.cfg", "README.md"):
         shutil.copy2(REPO / name, src / name)
     shutil.copytree(REPO / "supervisor", src / "supervisor", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    shutil.copytree(REPO / "bin", src / "bin")
+    if (REPO / "bin").is_dir():  # older trees had a console_scripts entry point instead
+        shutil.copytree(REPO / "bin", src / "bin")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PIP_REQUIRE_VIRTUALENV")}
     steps = [
         [base_python(), "-m", "venv", str(venv)],
