@@ -145,6 +145,9 @@ class Requests:
         if self.exit_code is not None and not self.cleaned_up:
             self.last_words.append((token, code, message))  # sent by shutdown, after the cleanup
             return
+        if self.round_replies is not None:  # sent once this round's state.json is written
+            self.round_replies.append((token, code, message))
+            return
         send_answer(token, code, message, self.faults)
 
     def answer_the_rest(self) -> None:

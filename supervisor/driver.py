@@ -90,6 +90,7 @@ class ServiceDriver(Guard, Requests, Adoption):
         self.reloader = None
         self.exit_code: int | None = None
         self.last_words: list = []  # replies held back until the PID file is gone
+        self.round_replies: list | None = None  # replies of the round being processed (see process)
         self.cleaned_up = False
         self.hold_publish = False  # `svctl up` writes state.json once its first services run
         self.adopted_pipes: set[int] = set()
@@ -141,7 +142,19 @@ class ServiceDriver(Guard, Requests, Adoption):
 
     def process(self) -> None:
         """Every queued event, then one state.json write if anything changed (not one per event:
-        a start is three events, and 100 services under `svctl up` start in one round)."""
+        a start is three events, and 100 services under `svctl up` start in one round), then the
+        round's replies: a client told "started" that runs `svctl status` next must find it so
+        in state.json, and one told "failed to start" must find no PID file (a reply made in a
+        round that ends the supervisor waits for its cleanup, as last words)."""
+        self.round_replies = []
+        try:
+            self._process_events()
+        finally:
+            replies, self.round_replies = self.round_replies, None
+            for token, code, message in replies:
+                self.answer(token, code, message)
+
+    def _process_events(self) -> None:
         changed = False
         while self.events and self.exit_code is None:
             event = self.events.popleft()
