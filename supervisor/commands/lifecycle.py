@@ -165,6 +165,10 @@ def ask(config: ServiceConfig, obs: Observation, command: str, timeout: float | 
         except (OSError, ValueError) as exc:
             raise SvctlError(f"no answer from the supervisor (pid {obs.supervisor.pid}): {exc}") from None
     message = printable(str(message))  # a check's output may be in it: no terminal escapes, one line
+    if code == Exit.OK and command in STOPS and not obs.under_up:
+        from supervisor.unix.identity import wait_for_exit
+
+        wait_for_exit(obs.supervisor, 5.0)  # "stopped" means nothing of it is left, its supervisor too
     if code == Exit.OK:
         say(config, message)
     else:

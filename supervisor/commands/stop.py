@@ -58,7 +58,12 @@ def ask_running_supervisor(run_dir: str, name: str, command: str) -> tuple[int, 
         return None
     path = os.path.join(directory, rundir.SOCKET)
     try:
-        return control.request(path, command, supervisor.pid, None, name)
+        code, message = control.request(path, command, supervisor.pid, None, name)
+        if code == 0 and not os.path.islink(path):  # a link: `svctl up`'s socket, and up goes on
+            from supervisor.unix.identity import wait_for_exit
+
+            wait_for_exit(supervisor, 5.0)  # "stopped": nothing of it left, its supervisor too
+        return code, message
     except (FileNotFoundError, ConnectionRefusedError):
         return None  # not listening (yet, or any more): the general path knows what to do
     except control.SupervisorGone:  # it went while we asked: once it is gone, the general path decides

@@ -157,3 +157,20 @@ def process_group_alive(pgid: int | None) -> bool:
             if stat is not None and stat[2] == pgid and stat[0] not in ("Z", "X"):
                 return True
     return False
+
+
+def wait_for_exit(recorded: Identity, seconds: float) -> None:
+    """Until the verified process RECORDED (a per-service supervisor, which answers a stop once
+    its service is gone and its PID file removed, then exits) has exited, at most SECONDS. A
+    pidfd, taken before the identity is checked again: no polling, and never a reused PID."""
+    import select
+
+    try:
+        fd = os.pidfd_open(recorded.pid)
+    except OSError:
+        return  # gone already
+    try:
+        if verify(recorded, allow_init=True):
+            select.select([fd], [], [], seconds)
+    finally:
+        os.close(fd)
