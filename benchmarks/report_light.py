@@ -5,7 +5,7 @@ bare JupyterHub), so a verdict holds on a shared machine whose absolute figures 
 
 from __future__ import annotations
 
-from harness import quantile
+from report_up import _med, _ms, _verdict  # the same table cells as issue 14's rows
 
 START_MS = 40  # start → running median
 START_VS_SUPERVISORCTL = 1 / 3
@@ -27,19 +27,6 @@ HOW_TO_READ = (
     "from /hub/health before the first failure → the first 200 after reload_applied, polled every 10 ms, "
     "against the bare hub's SIGTERM → gone plus `jupyterhub -f` → 200 (bench_jupyterhub, same run)."
 )
-
-
-def _med(data, metric: str, subject: str):
-    values = data["latency_ms"].get(metric, {}).get(subject)
-    return quantile(values, 0.5) if values else None
-
-
-def _ms(value) -> str:
-    return "–" if value is None else (f"{value:.0f} ms" if abs(value) >= 100 else f"{value:.1f} ms")
-
-
-def _verdict(ok) -> str:
-    return "–" if ok is None else ("met" if ok else "**MISSED**")
 
 
 def _status_row(data, metric, subject, floor, title):
